@@ -1,0 +1,84 @@
+"""The ``spectraforge`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_inspect(args) -> int:
+    """Read spectra with the project's readers and print one line per file."""
+    from spectraforge.io import SpectrumReadError, read_spectrum
+
+    status = 0
+    for path in args.files:
+        try:
+            s = read_spectrum(path)
+        except SpectrumReadError as exc:
+            print(f"ERROR {exc}", file=sys.stderr)
+            status = 1
+            continue
+        m = s.meta
+        z = "-" if m.get("z") is None else f"{m['z']:.4f}"
+        snr = "-" if m.get("snr") is None else f"{m['snr']:.1f}"
+        print(
+            f"{path}\tformat={m.get('format')}\tid={m.get('id')}\tlabel={m.get('label')}\tz={z}\t"
+            f"snr={snr}\tnpix={len(s.wave)}\twave={s.wave[0]:.1f}-{s.wave[-1]:.1f}\tbad={s.mask.mean():.1%}"
+        )
+    return status
+
+
+def _cmd_summary(args) -> int:
+    """Print every metrics file the pipeline has written, as compact tables."""
+    root = Path(args.metrics_dir)
+    files = sorted(root.glob("*.json"))
+    if not files:
+        print(f"no metrics in {root}: run `dvc repro` first", file=sys.stderr)
+        return 1
+    for f in files:
+        data = json.loads(f.read_text())
+        print(f"\n== {f.stem} ({f})")
+        width = max(len(k) for k in data) if data else 0
+        for k, v in data.items():
+            v = f"{v:.4f}" if isinstance(v, float) else v
+            print(f"  {k:<{width}}  {v}")
+    return 0
+
+
+def _cmd_gallery(args) -> int:
+    """PNG of mock spectra per class next to real survey spectra (for looking, not for tests)."""
+    from spectraforge.mock.compare import mock_vs_real_gallery
+
+    path = mock_vs_real_gallery(args.real, args.out, seed=args.seed)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spectraforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="read spectra (FITS, Tianchi txt) and print their metadata")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("summary", help="print the pipeline's metrics")
+    p.add_argument("--metrics-dir", default="reports/metrics")
+    p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("gallery", help="PNG of mock spectra per class next to real spectra")
+    p.add_argument("--real", default="../shared/real", help="folder with lamost/ and sdss/ real spectra")
+    p.add_argument("--out", default="reports/gallery.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_gallery)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Typed, strict access to ``params.yaml``: one dataclass per stage section.
+
+A stage asks for its section with :func:`load_section`; unknown or misspelt keys and
+out-of-range values fail at once with a message naming the key and what is allowed,
+before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from spectraforge.io.spectrum import LABELS
+
+
+class ParamsError(ValueError):
+    """params.yaml holds a key or value the stage cannot use."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ParamsError(f"params: {key}: {msg}")
+
+
+@dataclass
+class MockParams:
+    """The embedded mock survey (stage ``mock``)."""
+
+    seed: int = 2018
+    n_train: int = 6000
+    n_test: int = 2000
+    class_mix: dict = field(
+        default_factory=lambda: {"star": 0.80, "unknown": 0.13, "galaxy": 0.05, "qso": 0.02}
+    )
+    fits_fraction: float = 0.1  # share of training spectra written as LAMOST FITS, not Tianchi txt
+    repeat_fraction: float = 0.2  # share of FITS objects observed a second time (grouped folds)
+    snr_range: list = field(default_factory=lambda: [1.0, 80.0])
+    out_dir: str = "data/raw/mock"
+    truth_csv: str = "data/truth/mock_test_labels.csv"
+
+    def validate(self, key: str = "mock") -> None:
+        _check(self.n_train >= 8, f"{key}.n_train", f"needs at least 8 spectra, got {self.n_train}")
+        _check(self.n_test >= 1, f"{key}.n_test", f"needs at least 1 spectrum, got {self.n_test}")
+        _check_mix(self.class_mix, f"{key}.class_mix")
+        _check(0.0 <= self.fits_fraction <= 1.0, f"{key}.fits_fraction", f"must be in [0, 1], got {self.fits_fraction}")
+        _check(0.0 <= self.repeat_fraction <= 1.0, f"{key}.repeat_fraction", f"must be in [0, 1], got {self.repeat_fraction}")
+        _check(
+            len(self.snr_range) == 2 and 0 < self.snr_range[0] < self.snr_range[1],
+            f"{key}.snr_range", f"must be [low, high] with 0 < low < high, got {self.snr_range}",
+        )
+
+
+def _check_mix(mix: dict, key: str) -> None:
+    _check(isinstance(mix, dict) and mix, key, "must map labels to shares")
+    for label, share in mix.items():
+        _check(label in LABELS, f"{key}.{label}", f"unknown label; valid labels: {', '.join(LABELS)}")
+        _check(float(share) >= 0, f"{key}.{label}", f"share must be >= 0, got {share}")
+    _check(sum(float(s) for s in mix.values()) > 0, key, "shares sum to zero")
+
+
+@dataclass
+class InputSpec:
+    """One source of spectra for ``prepare``.
+
+    kind: ``tianchi`` (index CSV + folder or zip of <id>.txt) or ``fits`` (a folder searched
+    recursively for LAMOST / SDSS FITS, gzipped or not, or a single file).
+    split: ``train`` (labels required) or ``test``.
+    """
+
+    kind: str
+    split: str
+    path: str
+    index: str | None = None
+
+    def validate(self, key: str) -> None:
+        _check(self.kind in ("tianchi", "fits"), f"{key}.kind", f"'{self.kind}' is not one of: tianchi, fits")
+        _check(self.split in ("train", "test"), f"{key}.split", f"'{self.split}' is not one of: train, test")
+        if self.kind == "tianchi":
+            _check(bool(self.index), f"{key}.index", "a tianchi input needs its index CSV")
+
+
+@dataclass
+class GridParams:
+    """The common wavelength grid (Å, vacuum)."""
+
+    wave_min: float = 3690.0
+    wave_max: float = 9100.0
+    n_pix: int = 2600
+    spacing: str = "log"
+
+    def validate(self, key: str = "prepare.grid") -> None:
+        _check(0 < self.wave_min < self.wave_max, f"{key}.wave_min", f"need 0 < wave_min < wave_max, got {self.wave_min}, {self.wave_max}")
+        _check(self.n_pix >= 16, f"{key}.n_pix", f"needs at least 16 pixels, got {self.n_pix}")
+        _check(self.spacing in ("log", "linear"), f"{key}.spacing", f"'{self.spacing}' is not one of: log, linear")
+
+
+@dataclass
+class PrepareParams:
+    """Stage ``prepare``: read, resample, mask, normalise."""
+
+    raw_dir: str = "data/raw/mock"  # the stage's data dependency: every input lies under it
+    inputs: list = field(default_factory=list)
+    grid: GridParams = field(default_factory=GridParams)
+    normalise: str = "median"
+    max_bad_fraction: float = 0.9  # a spectrum with more bad grid pixels than this is quarantined
+    n_jobs: int = 2
+    chunk_size: int = 256
+    out_dir: str = "data/prepared"
+
+    def validate(self, key: str = "prepare") -> None:
+        _check(len(self.inputs) > 0, f"{key}.inputs", "lists no input")
+        raw = Path(self.raw_dir).resolve()
+        for i, spec in enumerate(self.inputs):
+            spec.validate(f"{key}.inputs[{i}]")
+            for name in ("path", "index"):
+                value = getattr(spec, name)
+                # an input outside raw_dir would be invisible to `dvc status`
+                _check(
+                    value is None or Path(value).resolve().is_relative_to(raw),
+                    f"{key}.inputs[{i}].{name}",
+                    f"'{value}' is not under prepare.raw_dir '{self.raw_dir}' (the stage's dependency)",
+                )
+        self.grid.validate(f"{key}.grid")
+        _check(self.normalise in NORMALISERS, f"{key}.normalise", f"'{self.normalise}' is not one of: {', '.join(NORMALISERS)}")
+        _check(0.0 < self.max_bad_fraction <= 1.0, f"{key}.max_bad_fraction", f"must be in (0, 1], got {self.max_bad_fraction}")
+        _check(self.n_jobs == -1 or self.n_jobs >= 1, f"{key}.n_jobs", f"must be >= 1 or -1 (all cores), got {self.n_jobs}")
+        _check(self.chunk_size >= 1, f"{key}.chunk_size", f"must be >= 1, got {self.chunk_size}")
+
+
+NORMALISERS = ("median", "zscore", "l2", "none")
+
+
+@dataclass
+class FoldsParams:
+    """Stage ``folds``: stratified, object-grouped K folds."""
+
+    k: int = 5
+    seed: int = 2018
+    prepared_dir: str = "data/prepared"
+    out: str = "data/folds.csv"
+
+    def validate(self, key: str = "folds") -> None:
+        _check(self.k >= 2, f"{key}.k", f"needs at least 2 folds, got {self.k}")
+
+
+SECTIONS = {"mock": MockParams, "prepare": PrepareParams, "folds": FoldsParams}
+
+
+def _build(cls, data, key: str):
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys with suggestions."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: {key}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ParamsError(
+                f"params: {key}.{name}: unknown key{hint}; valid keys: {', '.join(fields)}"
+            )
+        hint_t = hints[name]
+        if dataclasses.is_dataclass(hint_t):
+            value = _build(hint_t, value, f"{key}.{name}")
+        elif name == "inputs":
+            if not isinstance(value, list):
+                raise ParamsError(f"params: {key}.inputs: expected a list of inputs")
+            value = [_build(InputSpec, v, f"{key}.inputs[{i}]") for i, v in enumerate(value)]
+        kwargs[name] = value
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ParamsError(f"params: {key}: missing required key(s) {', '.join(missing)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded above
+        raise ParamsError(f"params: {key}: {exc}") from exc
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file")
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of stage sections")
+    return data
+
+
+def load_section(name: str, path: str | Path = "params.yaml"):
+    """The validated params of one stage section."""
+    if name not in SECTIONS:
+        raise ParamsError(f"params: no section schema '{name}'; known: {', '.join(SECTIONS)}")
+    data = load_params(path).get(name, {})
+    obj = _build(SECTIONS[name], data, name)
+    obj.validate(name)
+    return obj
