@@ -1,0 +1,234 @@
+"""Tianchi 2018 contest spectra: one `<id>.txt` per spectrum, an index CSV, a folder or a zip.
+
+Each `<id>.txt` holds 2600 comma-separated relative fluxes (whitespace and a trailing newline
+allowed) on the grid TIANCHI_WAVE, log-spaced over 3690–9100 Å. The index CSV is `id,type` for
+training (type in star, galaxy, qso, unknown) and `id` for test. Users keep the official zip
+(e.g. `first_train_data_20180131.zip`, ~480 000 members, possibly inside one sub-folder): it is
+read in place, never unpacked. The files carry no variance: ivar is 1 on finite pixels.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from ._common import file_stem, finalise, read_blob, to_label
+from .spectrum import LABELS, Spectrum, SpectrumReadError
+
+TIANCHI_NPIX = 2600
+TIANCHI_WAVE = np.logspace(np.log10(3690), np.log10(9100), TIANCHI_NPIX)
+TIANCHI_WAVE.setflags(write=False)  # shared by every Tianchi Spectrum, never copied
+DEFAULT_FMT = "%.5g"  # ~1e-5 relative: far below the noise of any survey spectrum
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError, NotImplementedError)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One readable row of a Tianchi index: its id, lower-case label (None for test) and file."""
+
+    id: str
+    label: str | None
+    member: str  # path of the txt inside the zip or folder, e.g. "123.txt" or "train/123.txt"
+
+
+# ------------------------------------------------------------------------------------ one spectrum
+
+def parse_tianchi_txt(where, blob: bytes | str, ident: str, label: str | None = None) -> Spectrum:
+    """A Spectrum from the bytes of one Tianchi txt; `where` names the source in errors and meta."""
+    try:
+        text = blob.decode("ascii") if isinstance(blob, bytes) else blob
+    except UnicodeDecodeError:
+        raise SpectrumReadError(where, "not ASCII text (expected 2600 comma-separated numbers)") from None
+    if not text.strip():
+        raise SpectrumReadError(where, "empty file")
+    try:
+        flux = np.array(text.replace(",", " ").split(), dtype=np.float64)
+    except ValueError as exc:
+        raise SpectrumReadError(where, f"non-numeric value ({exc}); expected {TIANCHI_NPIX} "
+                                       "comma-separated numbers") from None
+    if flux.size != TIANCHI_NPIX:
+        raise SpectrumReadError(where, f"expected {TIANCHI_NPIX} values, found {flux.size}")
+    ivar = np.isfinite(flux).astype(np.float32)
+    meta = {"id": ident, "label": label, "z": None, "snr": None, "format": "tianchi-txt",
+            "object_id": ident, "file": str(where)}
+    return finalise(where, TIANCHI_WAVE, flux, ivar, None, meta)
+
+
+def read_tianchi_txt(path, label: str | None = None) -> Spectrum:
+    """One `<id>.txt` file (gzipped or not); id = file stem."""
+    return parse_tianchi_txt(path, read_blob(path), file_stem(path), label)
+
+
+# ------------------------------------------------------------------------------------- a data set
+
+def _is_zip(source) -> bool:
+    """A source that is a file is read as a zip; a directory as a folder of txt files."""
+    return Path(source).is_file()
+
+
+def _list_members(source) -> list[str]:
+    """Every txt in the zip or folder (recursively), as member paths relative to the source."""
+    if _is_zip(source):
+        try:
+            with zipfile.ZipFile(source) as zf:
+                names = [info.filename for info in zf.infolist() if not info.is_dir()]
+        except _ZIP_ERRORS as exc:
+            raise SpectrumReadError(source, f"cannot open zip ({exc})") from exc
+    elif Path(source).is_dir():
+        names = [PurePosixPath(Path(root, f).relative_to(source)).as_posix()
+                 for root, _, files in os.walk(source) for f in files]
+    else:
+        raise SpectrumReadError(source, "no such zip file or folder")
+    # macOS zips carry '__MACOSX/._<id>.txt' resource forks that are not spectra
+    return [n for n in names if n.lower().endswith(".txt")
+            and "__MACOSX/" not in n and not PurePosixPath(n).name.startswith("._")]
+
+
+def read_index(index_csv) -> pd.DataFrame:
+    """The index as strings with lower-case column names; needs an `id` column (`type` optional)."""
+    try:
+        df = pd.read_csv(index_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SpectrumReadError(index_csv, f"cannot read index CSV ({exc})") from exc
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if "id" not in df.columns:
+        raise SpectrumReadError(index_csv, f"index CSV has no 'id' column (columns: {list(df.columns)})")
+    df["id"] = df["id"].str.strip()
+    return df
+
+
+def scan_tianchi(index_csv, source) -> tuple[list[IndexEntry], list[tuple[str, str]]]:
+    """Match an index CSV against a folder or zip of txt files (by basename).
+
+    Returns the readable entries (index order) and problems as (what, reason) for: empty ids,
+    duplicate ids (the first is kept), unknown or missing labels, ids without a file, duplicate
+    file names, and txt files the index does not list. Nothing is dropped silently: every index
+    row and every txt file is accounted for (a file of a rejected row by that row's problem).
+    Raises SpectrumReadError for an unreadable CSV, a CSV without `id`, or an unreadable source.
+    """
+    index = read_index(index_csv)
+    problems: list[tuple[str, str]] = []
+    files: dict[str, str] = {}
+    for member in _list_members(source):
+        base = PurePosixPath(member).name
+        if base in files:
+            problems.append((member, f"duplicate file name {base!r} in {source} (kept {files[base]})"))
+        else:
+            files[base] = member
+    labels = index["type"] if "type" in index.columns else [None] * len(index)
+    entries, listed = [], set()
+    for row, (ident, raw) in enumerate(zip(index["id"], labels), start=2):
+        if not ident:
+            problems.append((f"row {row} of {index_csv}", "empty id"))
+            continue
+        if ident in listed:
+            problems.append((f"id {ident}", f"duplicate id {ident!r} in {index_csv}"))
+            continue
+        listed.add(ident)
+        label = None
+        if raw is not None:
+            try:
+                label = to_label(raw)
+            except ValueError:
+                problems.append((f"id {ident}", f"unknown label {raw.strip()!r} for id {ident}"))
+                continue
+            if label is None:
+                problems.append((f"id {ident}", f"missing label for id {ident}"))
+                continue
+        member = files.get(f"{ident}.txt")
+        if member is None:
+            problems.append((f"id {ident}", f"no file {ident}.txt in {source}"))
+            continue
+        entries.append(IndexEntry(ident, label, member))
+    problems += [(member, f"not listed in {index_csv}") for base, member in files.items()
+                 if base.removesuffix(".txt") not in listed]
+    return entries, problems
+
+
+def iter_tianchi_entries(source, entries: Sequence[IndexEntry]) -> Iterator[Spectrum | SpectrumReadError]:
+    """Read entries one by one, opening a zip once; a bad member yields its SpectrumReadError.
+
+    Raises SpectrumReadError only when the source itself cannot be opened.
+    """
+    if not _is_zip(source):
+        for entry in entries:
+            path = Path(source) / entry.member
+            try:
+                yield parse_tianchi_txt(path, read_blob(path), entry.id, entry.label)
+            except SpectrumReadError as exc:
+                yield exc
+        return
+    try:
+        zf = zipfile.ZipFile(source)
+    except _ZIP_ERRORS as exc:
+        raise SpectrumReadError(source, f"cannot open zip ({exc})") from exc
+    with zf:
+        for entry in entries:
+            where = f"{source}::{entry.member}"
+            try:
+                blob = zf.read(entry.member)
+            except _ZIP_ERRORS as exc:
+                yield SpectrumReadError(where, f"cannot read zip member ({type(exc).__name__}: {exc})")
+                continue
+            try:
+                yield parse_tianchi_txt(where, blob, entry.id, entry.label)
+            except SpectrumReadError as exc:
+                yield exc
+
+
+def read_tianchi_entries(source, entries: Sequence[IndexEntry]) -> list[Spectrum | SpectrumReadError]:
+    """All entries as a list (see iter_tianchi_entries); read large sets in chunks to bound memory."""
+    return list(iter_tianchi_entries(source, entries))
+
+
+# ----------------------------------------------------------------------------------------- writer
+
+def write_tianchi(spectra_flux: np.ndarray, ids: Sequence, labels: Sequence | None, index_csv, out,
+                  fmt: str = DEFAULT_FMT, folder: str | None = None) -> None:
+    """Write spectra in the contest layout: an index CSV and a zip (name ends .zip) or folder.
+
+    spectra_flux: (n, 2600) fluxes on TIANCHI_WAVE; ids: n unique ids (file names `<id>.txt`);
+    labels: n labels from LABELS for a training index `id,type`, or None for a test index `id`.
+    Values are written with `fmt` (default '%.5g'), comma-separated, one line per file; NaN stays
+    'nan'. folder: put the txt files inside this sub-folder of the zip/folder, as the official zip does.
+    """
+    flux = np.asarray(spectra_flux)
+    if flux.ndim != 2 or flux.shape[1] != TIANCHI_NPIX:
+        raise ValueError(f"spectra_flux must have shape (n, {TIANCHI_NPIX}), got {flux.shape}")
+    ids = [str(i) for i in ids]
+    if len(ids) != len(flux):
+        raise ValueError(f"{len(ids)} ids for {len(flux)} spectra")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids must be unique")
+    bad_ids = [i for i in ids if not i or "/" in i or "\\" in i]
+    if bad_ids:
+        raise ValueError(f"ids must be non-empty file names, got {bad_ids[:3]}")
+    columns = {"id": ids}
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != len(ids) or any(lab not in LABELS for lab in labels):
+            raise ValueError(f"labels must be {len(ids)} values from {LABELS}")
+        columns["type"] = labels
+    Path(index_csv).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(columns).to_csv(index_csv, index=False)
+
+    line = ",".join([fmt] * TIANCHI_NPIX) + "\n"
+    prefix = f"{folder.strip('/')}/" if folder else ""
+    texts = ((f"{prefix}{ident}.txt", line % tuple(row.tolist())) for ident, row in zip(ids, flux))
+    out = Path(out)
+    if out.suffix.lower() == ".zip":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # level 1: 7x faster than the default for ~14 % more bytes on spectra text
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, text in texts:
+                zf.writestr(name, text)
+    else:
+        (out / prefix).mkdir(parents=True, exist_ok=True)
+        for name, text in texts:
+            (out / name).write_text(text)
