@@ -5,7 +5,10 @@ run it in worker processes and tests can check it on hand-made inputs.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy import sparse
 
 from spectraforge.params import NORMALISERS, GridParams
 
@@ -44,24 +47,48 @@ def _fill_bad(values: np.ndarray, bad: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def rebin_matrix(wave_in: np.ndarray, wave_out: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Sparse R with R[j, i] = |pixel_out j ∩ pixel_in i| / |pixel_out j|, and coverage = Σ_i R[j, i].
+
+    Rebinning is then one sparse product; the matrix depends only on the two grids, so it is
+    built once per input grid (every LAMOST spectrum of a plate shares one) and cached.
+    """
+    e_in, e_out = pixel_edges(wave_in), pixel_edges(wave_out)
+    lo, hi = max(e_in[0], e_out[0]), min(e_in[-1], e_out[-1])
+    cuts = np.union1d(e_in, e_out)
+    cuts = cuts[(cuts >= lo) & (cuts <= hi)]
+    if len(cuts) < 2:
+        return sparse.csr_matrix((len(wave_out), len(wave_in))), np.zeros(len(wave_out))
+    mid = 0.5 * (cuts[1:] + cuts[:-1])
+    i = np.searchsorted(e_in, mid) - 1
+    j = np.searchsorted(e_out, mid) - 1
+    width = np.diff(e_out)
+    weight = np.diff(cuts) / width[j]
+    matrix = sparse.coo_matrix((weight, (j, i)), shape=(len(wave_out), len(wave_in))).tocsr()
+    return matrix, np.asarray(matrix.sum(axis=1)).ravel()
+
+
+@lru_cache(maxsize=64)
+def _cached_matrix(wave_in_bytes: bytes, wave_out_bytes: bytes):
+    return rebin_matrix(np.frombuffer(wave_in_bytes), np.frombuffer(wave_out_bytes))
+
+
 def rebin(wave_in, values, wave_out) -> tuple[np.ndarray, np.ndarray]:
     """Flux-conserving rebinning of a density sampled on ``wave_in`` onto ``wave_out``.
 
-    Each output pixel gets the mean of the input density over its extent
-    (∫ f dλ / Δλ, from the cumulative integral of the piecewise-constant input), so a line's
-    integrated flux and its centroid are preserved. Returns (values_out, coverage), coverage
-    being the fraction of each output pixel that lies inside the input range.
+    Each output pixel gets the mean of the input density over the part of it the input covers
+    (∫ f dλ / Δλ with f piecewise constant per input pixel), so a line's integrated flux and
+    its centroid are preserved. ``values`` may be (n_in,) or (n_in, k) for k spectra sharing
+    the grid. Returns (values_out, coverage), coverage being the fraction of each output
+    pixel inside the input range (output is 0 where coverage is 0).
     """
-    e_in = pixel_edges(wave_in)
-    e_out = pixel_edges(wave_out)
-    cum = np.concatenate([[0.0], np.cumsum(np.asarray(values, np.float64) * np.diff(e_in))])
-    lo = np.clip(e_out[:-1], e_in[0], e_in[-1])
-    hi = np.clip(e_out[1:], e_in[0], e_in[-1])
-    covered = hi - lo
-    integral = np.interp(hi, e_in, cum) - np.interp(lo, e_in, cum)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(covered > 0, integral / np.where(covered > 0, covered, 1.0), 0.0)
-    return out, covered / np.diff(e_out)
+    wave_in = np.ascontiguousarray(wave_in, dtype=np.float64)
+    wave_out = np.ascontiguousarray(wave_out, dtype=np.float64)
+    matrix, coverage = _cached_matrix(wave_in.tobytes(), wave_out.tobytes())
+    summed = matrix @ np.asarray(values, np.float64)
+    scale = np.where(coverage > 0, 1.0 / np.where(coverage > 0, coverage, 1.0), 0.0)
+    out = summed * (scale[:, None] if summed.ndim == 2 else scale)
+    return out, coverage
 
 
 def to_grid(wave, flux, mask, grid_wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +109,8 @@ def to_grid(wave, flux, mask, grid_wave: np.ndarray) -> tuple[np.ndarray, np.nda
     if len(wave) == len(grid_wave) and np.allclose(wave, grid_wave, rtol=1e-7, atol=0):
         out, bad = filled, bad_in  # already on the grid: pass straight through
     else:
-        out, coverage = rebin(wave, filled, grid_wave)
-        bad_frac, _ = rebin(wave, bad_in.astype(np.float64), grid_wave)
+        both, coverage = rebin(wave, np.stack([filled, bad_in.astype(np.float64)], axis=1), grid_wave)
+        out, bad_frac = both[:, 0], both[:, 1] * coverage
         bad = (coverage < 0.5) | (bad_frac > 0.5 * np.maximum(coverage, 1e-12))
         if bad.all():
             raise PreprocessError(
