@@ -1,0 +1,18 @@
+"""Classifiers: the Conv1D residual network (``cnn``) and its losses (``losses``).
+
+Names are resolved lazily so that importing a sibling module (e.g. a tabular baseline)
+does not pull in TensorFlow.
+"""
+import importlib
+
+_EXPORTS = {
+    "CNNConfig": "cnn", "build_cnn": "cnn", "embedding_model": "cnn",
+    "macro_f1_loss": "losses", "get_loss": "losses", "LOSSES": "losses",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,130 @@
+"""One fold's two-phase training on a small separable problem; seeding; callbacks."""
+import numpy as np
+import pytest
+
+from spectraforge.training import configure_threads
+
+try:  # one thread layout for the whole test session; another module may have started TF first
+    configure_threads(2)
+except RuntimeError:
+    pass
+
+from spectraforge.metrics import macro_f1  # noqa: E402
+from spectraforge.models.cnn import CNNConfig  # noqa: E402
+from spectraforge.training import (  # noqa: E402
+    MacroF1Checkpoint, PhaseConfig, TrainConfig, predict_proba, train_fold,
+)
+
+N_PIX = 128
+CNN = CNNConfig(n_pix=N_PIX, channels=[8, 8, 16], dense_units=16, dropout=0.1)
+
+
+def quick_cfg(**kw) -> TrainConfig:
+    base = dict(batch_size=32, phase1=PhaseConfig(3, 25, 1e-2, "crossentropy"),
+                phase2=PhaseConfig(2, 6, 1e-3, "macro_f1"), seed=7, deterministic=True)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """4 classes of 'spectra': a line, or a doublet of class-dependent spacing, anywhere, on noise.
+
+    The network ends in global max pooling, so classes must differ in shape, not position.
+    """
+    rng = np.random.default_rng(0)
+    y = rng.choice(4, size=600, p=[0.55, 0.2, 0.1, 0.15])
+    pix = np.arange(N_PIX)
+    centre = rng.integers(30, N_PIX - 30, size=y.size)[:, None]
+    half = np.array([0, 3, 6, 10])[y][:, None]
+
+    def line(at):
+        return np.exp(-0.5 * ((pix - at) / 1.5) ** 2)
+
+    X = 1.5 * (line(centre - half) + (half > 0) * line(centre + half)) + rng.normal(0, 0.3, (y.size, N_PIX))
+    path = tmp_path_factory.mktemp("toy") / "train.npy"
+    np.save(path, X.astype(np.float32))
+    val = np.arange(y.size) % 4 == 0
+    return np.load(path, mmap_mode="r"), y, np.flatnonzero(~val), np.flatnonzero(val)
+
+
+class FakeLive:
+    def __init__(self):
+        self.metrics, self.steps = [], 0
+
+    def log_metric(self, name, value):
+        self.metrics.append((self.steps, name, value))
+
+    def next_step(self):
+        self.steps += 1
+
+
+@pytest.fixture(scope="module")
+def trained(toy):
+    X, y, tr, va = toy
+    live = FakeLive()
+    return train_fold(X, y, tr, va, CNN, quick_cfg(), logger=live), live
+
+
+def test_learns_a_separable_problem(toy, trained):
+    result, _ = trained
+    assert result.best_score > 0.9
+    assert result.val_proba.shape == (len(toy[3]), 4)
+
+
+def test_both_phases_run_and_the_best_weights_are_restored(toy, trained):
+    X, y, _, va = toy
+    result, _ = trained
+    assert [h["phase"] for h in result.history] == [1, 1, 1, 2, 2]
+    scores = [h["val_macro_f1"] for h in result.history]
+    assert result.best_score == max(scores)
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    proba = predict_proba(result.model, X, va)
+    np.testing.assert_allclose(proba, result.val_proba, atol=1e-6)
+    assert macro_f1(y[va], proba.argmax(1)) == result.best_score
+
+
+def test_logger_gets_one_step_per_epoch(trained):
+    _, live = trained
+    assert live.steps == 5
+    assert [name for step, name, _ in live.metrics if step == 0] == ["loss", "val_macro_f1"]
+
+
+def test_same_seed_same_validation_probabilities(toy, trained):
+    X, y, tr, va = toy
+    again = train_fold(X, y, tr, va, CNN, quick_cfg())
+    np.testing.assert_array_equal(again.val_proba, trained[0].val_proba)
+
+
+def test_patience_stops_a_stalled_phase_and_phase2_can_be_off(toy):
+    X, y, tr, va = toy
+    # a vanishing learning rate freezes the validation score: no improvement after epoch 1
+    cfg = quick_cfg(phase1=PhaseConfig(6, 2, 1e-12, "crossentropy"), phase2=PhaseConfig(0, 1, 1e-4, "macro_f1"),
+                    patience=2)
+    result = train_fold(X, y, tr, va, CNN, cfg)
+    assert [(h["phase"], h["epoch"]) for h in result.history] == [(1, 1), (1, 2), (1, 3)]
+
+
+def test_checkpoint_writes_val_macro_f1_into_the_logs(toy, trained):
+    X, y, _, va = toy
+    cb = MacroF1Checkpoint(X, y[va], va)
+    cb.set_model(trained[0].model)
+    logs = {"loss": 0.5}
+    cb.on_epoch_end(0, logs)
+    assert logs["val_macro_f1"] == cb.best == trained[0].best_score
+    assert cb.history == [{"phase": 1, "epoch": 1, "loss": 0.5, "val_macro_f1": cb.best}]
+
+
+def test_extra_spectra_are_trained_on(toy):
+    X, y, tr, va = toy
+    # only synthetic qso: the real qso rows are withheld from training
+    tr_no_qso = tr[y[tr] != 2]
+    qso = X[tr[y[tr] == 2]]
+    result = train_fold(X, y, tr_no_qso, va, CNN, quick_cfg(phase2=PhaseConfig(0, 1, 1e-4, "macro_f1")),
+                        extra=(np.asarray(qso), np.full(len(qso), 2)))
+    assert result.best_score > 0.9
+
+
+def test_overlapping_train_and_validation_rows_are_refused(toy):
+    X, y, tr, va = toy
+    with pytest.raises(ValueError, match="both train_rows and val_rows"):
+        train_fold(X, y, np.concatenate([tr, va[:3]]), va, CNN, quick_cfg())
