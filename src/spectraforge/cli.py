@@ -55,6 +55,16 @@ def _cmd_gallery(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    """Classify spectra with the trained fold models; one row per readable spectrum."""
+    from spectraforge.predict import predict
+
+    out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs)
+    print(f"{len(out)} spectra classified -> {args.out}"
+          + (f"; {len(errors)} unreadable (see {Path(args.out).stem}.errors.csv)" if len(errors) else ""))
+    return 0 if len(out) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectraforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="read spectra (FITS, Tianchi txt) and print their metadata")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("predict", help="classify FITS files/folders or Tianchi txt folders/zips")
+    p.add_argument("inputs", nargs="+", help="FITS files or folders, Tianchi txt folders or zips")
+    p.add_argument("--models", default="models", help="a variant's folder or the folder of all variants")
+    p.add_argument("--out", required=True, help="output CSV: id,type,p_star,p_galaxy,p_qso,p_unknown,file")
+    p.add_argument("--n-jobs", type=int, default=1, help="reader processes")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("summary", help="print the pipeline's metrics")
     p.add_argument("--metrics-dir", default="reports/metrics")

@@ -24,6 +24,10 @@ from spectraforge.sampling import (
     BalancedBatchSampler, batch_counts, make_eval_dataset, make_train_dataset, pool_labels,
 )
 
+# Each fold builds a new model, so TF's "retracing" heuristic fires on every fold's first predict
+# and warns about an intended pattern; real errors still surface as exceptions.
+tf.get_logger().setLevel("ERROR")
+
 
 def configure_threads(n_threads: int, inter_op: int = 1) -> None:
     """Size TensorFlow's thread pools once, before any op runs.

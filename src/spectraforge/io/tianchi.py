@@ -90,6 +90,11 @@ def _list_members(source) -> list[str]:
             and "__MACOSX/" not in n and not PurePosixPath(n).name.startswith("._")]
 
 
+def list_tianchi(source) -> list[IndexEntry]:
+    """Every txt of a folder or zip as an unlabelled entry (id = file stem), for data without an index."""
+    return [IndexEntry(PurePosixPath(m).name.removesuffix(".txt"), None, m) for m in _list_members(source)]
+
+
 def read_index(index_csv) -> pd.DataFrame:
     """The index as strings with lower-case column names; needs an `id` column (`type` optional)."""
     try:

@@ -1,0 +1,231 @@
+"""The K-fold loop for any level-1 model, with out-of-fold bookkeeping and the stage's outputs.
+
+For each fold k the model is fitted on the other folds' spectra only, predicts fold k
+(out-of-fold, OOF) and the test set; test probabilities are averaged over folds. Every
+level-1 model (the Conv1D network, LightGBM on features, later the augmented variants)
+goes through the same loop, so their OOF tables line up row for row for the ensemble.
+
+Outputs for a variant NAME:
+  models/NAME/fold<k>.(keras|joblib), models/NAME/manifest.json (what `predict` needs)
+  data/predictions/NAME/oof.parquet   id, fold, label, p_star, p_galaxy, p_qso, p_unknown
+  data/predictions/NAME/test.parquet  id, p_* (mean over folds)
+  reports/metrics/NAME.json           macro_f1 (OOF), f1_<class>, fold<k>_macro_f1, confusion
+  reports/plots/NAME/confusion.csv    actual, predicted (dvc plots confusion template)
+  reports/live/NAME/fold<k>/          learning curves (dvclive)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from spectraforge.data import label_index, load_prepared
+from spectraforge.io.spectrum import LABELS
+from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
+from spectraforge.params import ParamsError, _build, _check
+
+PROBA_COLUMNS = [f"p_{c}" for c in LABELS]
+KINDS = ("cnn", "lgbm")
+
+
+@dataclass
+class ModelSpec:
+    """One level-1 variant of the ``train`` stage: its kind and that kind's settings."""
+
+    kind: str
+    network: dict = field(default_factory=dict)  # cnn: CNNConfig fields
+    fit: dict = field(default_factory=dict)  # cnn: TrainConfig fields
+    lgbm: dict = field(default_factory=dict)  # lgbm: LGBMConfig fields
+
+
+@dataclass
+class TrainParams:
+    """Stage ``train``: which variants run (a dvc foreach) and where they read from."""
+
+    models: list = field(default_factory=lambda: ["cnn", "lgbm"])
+    threads: int = 2
+    prepared_dir: str = "data/prepared"
+    folds: str = "data/folds.csv"
+    variants: dict = field(default_factory=dict)
+
+    def validate(self, key: str = "train") -> None:
+        _check(self.threads >= 1, f"{key}.threads", f"must be >= 1, got {self.threads}")
+        for name in self.models:
+            _check(name in self.variants, f"{key}.models", f"'{name}' has no section under {key}.variants")
+
+
+def load_train_params(path="params.yaml") -> TrainParams:
+    from spectraforge.params import load_params
+
+    data = dict(load_params(path).get("train", {}))
+    variants = data.pop("variants", {}) or {}
+    params = _build(TrainParams, data, "train")
+    params.variants = {n: _build(ModelSpec, v, f"train.variants.{n}") for n, v in variants.items()}
+    params.validate()
+    return params
+
+
+def model_configs(spec: ModelSpec, name: str):
+    """The typed configs of a variant, validated (errors name the params key)."""
+    key = f"train.variants.{name}"
+    _check(spec.kind in KINDS, f"{key}.kind", f"'{spec.kind}' is not one of: {', '.join(KINDS)}")
+    try:
+        if spec.kind == "cnn":
+            from spectraforge.models.cnn import CNNConfig
+            from spectraforge.training import TrainConfig
+
+            cnn = _build(CNNConfig, spec.network, f"{key}.network")
+            cnn.validate(f"{key}.network")
+            fit = _build(TrainConfig, spec.fit, f"{key}.fit")
+            fit.validate(f"{key}.fit")
+            return cnn, fit
+        from spectraforge.models.lgbm import LGBMConfig
+
+        cfg = _build(LGBMConfig, spec.lgbm, f"{key}.lgbm")
+        cfg.validate(f"{key}.lgbm")
+        return (cfg,)
+    except ValueError as exc:
+        raise ParamsError(str(exc) if str(exc).startswith("params") else f"params: {exc}") from exc
+
+
+def fold_rows(train_meta: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
+    """Fold number of every prepared training row (rows follow train_meta order)."""
+    by_id = dict(zip(folds["id"].astype(str), folds["fold"].astype(int)))
+    ids = train_meta["id"].astype(str)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"folds: {len(missing)} prepared ids have no fold (first: {missing[0]}); rerun `dvc repro folds`")
+    return np.array([by_id[i] for i in ids], dtype=np.int64)
+
+
+def _live(live_dir: Path, k: int):
+    """A dvclive logger for fold k's learning curve (the plots are declared once in dvc.yaml)."""
+    from dvclive import Live
+
+    return Live(str(live_dir / f"fold{k}"), dvcyaml=None, save_dvc_exp=False, report=None)
+
+
+class _CNN:
+    def __init__(self, cnn_cfg, fit_cfg, live_dir: Path):
+        self.cnn_cfg, self.fit_cfg, self.live_dir = cnn_cfg, fit_cfg, live_dir
+        self.history: list = []
+
+    def fit_predict(self, X, y, train_rows, val_rows, k: int):
+        from spectraforge.training import predict_proba, train_fold
+
+        live = _live(self.live_dir, k)
+        try:
+            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, logger=live)
+        finally:
+            live.end()
+        self.model = result.model
+        self.history += [{"fold": k, **h} for h in result.history]
+        return result.val_proba, (lambda rows_X: predict_proba(self.model, rows_X))
+
+    def save(self, path: Path) -> str:
+        self.model.save(path.with_suffix(".keras"))
+        return path.with_suffix(".keras").name
+
+
+class _LGBM:
+    def __init__(self, cfg, wave, threads, live_dir: Path):
+        self.cfg, self.wave, self.threads, self.live_dir = cfg, wave, threads, live_dir
+        self.history: list = []
+
+    def fit_predict(self, X, y, train_rows, val_rows, k: int):
+        from spectraforge.models.lgbm import SpectrumLGBM
+
+        rows = np.sort(train_rows)
+        X_val = np.asarray(X[val_rows])
+        self.model = SpectrumLGBM(self.cfg, self.wave, self.threads).fit(
+            np.asarray(X[rows]), y[rows], eval_set=(X_val, y[val_rows]))
+        live = _live(self.live_dir, k)
+        for loss in self.model.curve_:  # one step per boosting iteration
+            live.log_metric("val_multi_logloss", float(loss))
+            live.next_step()
+        live.end()
+        return self.model.predict_proba(X_val), self.model.predict_proba
+
+    def save(self, path: Path) -> str:
+        joblib.dump(self.model, path.with_suffix(".joblib"))
+        return path.with_suffix(".joblib").name
+
+
+def _predict_test(predict, X_test, batch: int = 4096) -> np.ndarray:
+    if len(X_test) == 0:
+        return np.zeros((0, len(LABELS)))
+    return np.concatenate([predict(np.asarray(X_test[i : i + batch])) for i in range(0, len(X_test), batch)])
+
+
+def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_dir="data/predictions",
+              reports_dir="reports", prepare_params: dict | None = None) -> dict:
+    """Train variant ``name`` on every fold; write models, OOF/test predictions and metrics."""
+    spec = params.variants[name]
+    configs = model_configs(spec, name)
+    data = load_prepared(params.prepared_dir)
+    train_meta, test_meta = data.train_meta, data.test_meta
+    fold = fold_rows(train_meta, pd.read_csv(params.folds, dtype={"id": str}))
+    y = label_index(train_meta["label"])
+    reports = Path(reports_dir)
+    if spec.kind == "cnn":
+        from spectraforge.training import configure_threads
+
+        configure_threads(params.threads)
+        learner = _CNN(*configs, reports / "live" / name)
+    else:
+        learner = _LGBM(configs[0], data.wave, params.threads, reports / "live" / name)
+
+    out_models = Path(models_dir) / name
+    out_models.mkdir(parents=True, exist_ok=True)
+    oof = np.full((len(y), len(LABELS)), np.nan)
+    test = np.zeros((len(test_meta), len(LABELS)))
+    fold_files, fold_scores, t0 = [], {}, time.perf_counter()
+    ks = sorted(np.unique(fold))
+    for k in ks:
+        train_rows, val_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        val_proba, predict = learner.fit_predict(data.train, y, train_rows, val_rows, k)
+        oof[val_rows] = val_proba
+        test += _predict_test(predict, data.test) / len(ks)
+        fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[val_rows], val_proba.argmax(axis=1))
+        fold_files.append(learner.save(out_models / f"fold{k}"))
+    assert not np.isnan(oof).any(), "every training spectrum gets exactly one OOF prediction"
+
+    manifest = {
+        "name": name, "kind": spec.kind, "folds": fold_files, "labels": list(LABELS),
+        "wave": data.wave.tolist(), "prepare": prepare_params or {},
+        "config": [asdict(c) for c in configs],
+    }
+    (out_models / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    pred_dir = Path(predictions_dir) / name
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    oof_df = pd.DataFrame(oof, columns=PROBA_COLUMNS)
+    oof_df.insert(0, "label", train_meta["label"].to_numpy())
+    oof_df.insert(0, "fold", fold)
+    oof_df.insert(0, "id", train_meta["id"].astype(str).to_numpy())
+    oof_df.to_parquet(pred_dir / "oof.parquet", index=False)
+    test_df = pd.DataFrame(test, columns=PROBA_COLUMNS)
+    test_df.insert(0, "id", test_meta["id"].astype(str).to_numpy())
+    test_df.to_parquet(pred_dir / "test.parquet", index=False)
+
+    pred = oof.argmax(axis=1)
+    lo, hi = bootstrap_macro_f1_ci(y, pred, n=1000, seed=0)
+    metrics = {"macro_f1": macro_f1(y, pred), "macro_f1_ci_low": lo, "macro_f1_ci_high": hi}
+    metrics.update({f"f1_{c}": v for c, v in per_class_f1(y, pred).items()})
+    metrics.update(fold_scores)
+    cm = confusion(y, pred)
+    metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
+    metrics.update({"n_train": int(len(y)), "n_test": int(len(test_meta)), "seconds": time.perf_counter() - t0})
+    (reports / "metrics").mkdir(parents=True, exist_ok=True)
+    (reports / "metrics" / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plots = reports / "plots" / name
+    plots.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in pred]}).to_csv(
+        plots / "confusion.csv", index=False)
+    if learner.history:
+        pd.DataFrame(learner.history).to_csv(plots / "history.csv", index=False)
+    return metrics

@@ -1,0 +1,177 @@
+"""A smoke `dvc repro` of the whole pipeline on a tiny params set, in a temporary git repo.
+
+mock → prepare → folds → train@cnn, train@lgbm; then `spectraforge predict` with the trained
+fold models on the real spectra of ../shared/real (when present).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory, repo_root):
+    work = tmp_path_factory.mktemp("repo")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("src", "pipelines"):
+        shutil.copytree(repo_root / name, work / name, ignore=ignore)
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(repo_root / name, work / name)
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["mock"].update(n_train=80, n_test=24, fits_fraction=0.25, repeat_fraction=0.5)
+    params["prepare"].update(n_jobs=2, chunk_size=16)
+    params["folds"]["k"] = 3
+    cnn = params["train"]["variants"]["cnn"]
+    cnn["network"]["channels"] = [4, 4, 8, 8]
+    cnn["fit"].update(phase1={"epochs": 2, "steps": 3, "lr": 0.001, "loss": "crossentropy"},
+                      phase2={"epochs": 1, "steps": 2, "lr": 0.0001, "loss": "macro_f1"}, batch_size=32)
+    params["train"]["variants"]["lgbm"]["lgbm"].update(n_estimators=20, n_pca=4)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], work)
+    run(["dvc", "init", "-q"], work)
+    run(["dvc", "config", "core.analytics", "false"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work)
+    first = run(["dvc", "repro"], work)
+    return work, first
+
+
+def test_repro_writes_every_output(tiny_repo):
+    work, _ = tiny_repo
+    for rel in ("data/raw/mock/train.zip", "data/raw/mock/test_index.csv", "data/truth/mock_test_labels.csv",
+                "data/prepared/train.npy", "data/prepared/test.npy", "data/prepared/meta.parquet",
+                "data/prepared/quarantine.csv", "data/folds.csv"):
+        assert (work / rel).exists(), rel
+    fits = list((work / "data/raw/mock/fits").iterdir())
+    assert any(f.name.endswith(".gz") for f in fits) and any(f.name.endswith(".fits") for f in fits)
+
+
+def test_counts_add_up(tiny_repo):
+    work, _ = tiny_repo
+    mock = json.loads((work / "reports/metrics/mock.json").read_text())
+    prep = json.loads((work / "reports/metrics/prepare.json").read_text())
+    assert prep["train_listed"] == mock["n_train_txt"] + mock["n_fits_files"]
+    assert prep["test_listed"] == 24
+    for split in ("train", "test"):
+        assert prep[f"{split}_prepared"] + prep[f"{split}_quarantined"] == prep[f"{split}_listed"]
+    train = np.load(work / "data/prepared/train.npy", mmap_mode="r")
+    meta = pd.read_parquet(work / "data/prepared/meta.parquet")
+    assert train.shape == (prep["train_prepared"], 2600) and train.dtype == np.float32
+    assert np.isfinite(train).all()
+    assert (meta[meta.split == "train"]["row"].sort_values().to_numpy() == np.arange(len(train))).all()
+    # every quarantined spectrum has a reason
+    q = pd.read_csv(work / "data/prepared/quarantine.csv")
+    assert q["reason"].notna().all()
+
+
+def test_test_truth_is_kept_apart(tiny_repo):
+    work, _ = tiny_repo
+    index = pd.read_csv(work / "data/raw/mock/test_index.csv", dtype=str)
+    assert list(index.columns) == ["id"]
+    truth = pd.read_csv(work / "data/truth/mock_test_labels.csv", dtype=str)
+    assert set(truth["id"]) == set(index["id"])
+
+
+def test_folds_group_revisits(tiny_repo):
+    work, _ = tiny_repo
+    folds = pd.read_csv(work / "data/folds.csv", dtype={"id": str})
+    meta = pd.read_parquet(work / "data/prepared/meta.parquet")
+    assert set(folds["id"]) == set(meta[meta.split == "train"]["id"])
+    repeated = folds[folds.duplicated("object_id", keep=False)]
+    assert len(repeated) > 0, "the tiny survey should contain revisited objects"
+    assert (repeated.groupby("object_id")["fold"].nunique() == 1).all()
+
+
+def test_second_repro_runs_nothing(tiny_repo):
+    work, _ = tiny_repo
+    second = run(["dvc", "repro"], work)
+    assert "Running stage" not in second.stdout, second.stdout
+    status = run(["dvc", "status"], work)
+    assert "up to date" in status.stdout.lower(), status.stdout
+
+
+def test_oof_covers_every_training_spectrum_once(tiny_repo):
+    work, _ = tiny_repo
+    meta = pd.read_parquet(work / "data/prepared/meta.parquet")
+    train_ids = meta[meta.split == "train"]["id"].astype(str)
+    folds = pd.read_csv(work / "data/folds.csv", dtype={"id": str})
+    for name in ("cnn", "lgbm"):
+        oof = pd.read_parquet(work / f"data/predictions/{name}/oof.parquet")
+        assert sorted(oof["id"]) == sorted(train_ids) and oof["id"].is_unique
+        # each OOF row was predicted by the model of its own fold (never trained on it)
+        assert dict(zip(oof["id"], oof["fold"])) == dict(zip(folds["id"], folds["fold"]))
+        p = oof[[c for c in oof if c.startswith("p_")]].to_numpy()
+        assert np.allclose(p.sum(axis=1), 1, atol=1e-4)
+        test = pd.read_parquet(work / f"data/predictions/{name}/test.parquet")
+        assert len(test) == 24
+        metrics = json.loads((work / f"reports/metrics/{name}.json").read_text())
+        assert 0 <= metrics["macro_f1"] <= 1 and metrics["n_train"] == len(train_ids)
+        assert len(list((work / "models" / name).glob("fold*"))) == 3
+
+
+def test_dvc_metrics_and_plots_render(tiny_repo):
+    work, _ = tiny_repo
+    shown = run(["dvc", "metrics", "show"], work).stdout
+    assert "macro_f1" in shown and "train_prepared" in shown
+    run(["dvc", "plots", "show", "-o", "plots_html"], work)
+    assert (work / "plots_html" / "index.html").exists()
+
+
+def test_predict_on_real_spectra(tiny_repo, real_dir, tmp_path):
+    work, _ = tiny_repo
+    files = sorted((real_dir / "lamost").glob("*.fits*")) + sorted((real_dir / "sdss").glob("*.fits"))
+    out = tmp_path / "pred.csv"
+    res = run(["spectraforge", "predict", str(real_dir / "lamost"), str(real_dir / "sdss"),
+               "--models", "models", "--out", str(out)], work)
+    pred = pd.read_csv(out, dtype={"id": str})
+    assert list(pred.columns) == ["id", "type", "p_star", "p_galaxy", "p_qso", "p_unknown", "file"]
+    assert len(pred) == len(files) == 64, res.stderr
+    assert sorted(Path(f).name for f in pred["file"]) == sorted(f.name for f in files)
+    assert set(pred["type"]) <= {"star", "galaxy", "qso", "unknown"}
+    assert np.allclose(pred[["p_star", "p_galaxy", "p_qso", "p_unknown"]].sum(axis=1), 1, atol=1e-4)
+
+
+def test_predict_reports_unreadable_inputs_and_goes_on(tiny_repo, tmp_path):
+    work, _ = tiny_repo
+    bad = tmp_path / "broken.fits"
+    bad.write_bytes(b"SIMPLE  = garbage")
+    good = next((work / "data/raw/mock/fits").iterdir())
+    out = tmp_path / "p.csv"
+    res = run(["spectraforge", "predict", str(bad), str(good), "--models", "models", "--out", str(out)], work)
+    assert "broken.fits" in res.stderr
+    assert len(pd.read_csv(out)) == 1
+    errors = pd.read_csv(tmp_path / "p.errors.csv")
+    assert errors["file"].tolist() == [str(bad)] and errors["reason"].str.len().min() > 0
+
+
+def test_param_change_reruns_downstream_only(tiny_repo):
+    work, _ = tiny_repo
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["train"]["variants"]["lgbm"]["lgbm"]["num_leaves"] = 7
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "status"], work).stdout
+    assert "train@lgbm:" in out and "train@cnn:" not in out and "folds:" not in out, out
+    params["folds"]["seed"] = 99
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "status"], work).stdout
+    assert "folds:" in out and "train@cnn:" not in out  # training reruns once folds.csv itself changes
+    assert "prepare:" not in out and "mock:" not in out, out
