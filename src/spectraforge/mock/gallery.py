@@ -1,0 +1,149 @@
+"""Pictures of spectra for eyeballing the mock survey against real ones.
+
+``plot_gallery(groups, path)`` draws one row per group (e.g. one per class) and one panel per
+spectrum. ``compare_with_real(real_dir, path)`` builds such a gallery from mock spectra and the
+real LAMOST/SDSS files that sit beside the project (``../shared/real``), with zoomed panels
+around Ca II H&K, Hβ/Mg b and Hα.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+Item = tuple  # (wave, flux, title) or (wave, flux, title, (xmin, xmax))
+
+
+def plot_gallery(groups: dict[str, list[Item]], path, ncols: int | None = None, panel_size=(5.2, 2.1)) -> Path:
+    """Draw a PNG grid: one row per group, one panel per (wave, flux, title[, xlim]) item.
+
+    The y range of each panel follows the 1st-99th percentile of the flux in view, so spikes
+    and masked zeros do not squash the spectrum.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {k: v for k, v in groups.items() if v}
+    nrows = len(groups)
+    ncols = ncols or max(len(v) for v in groups.values())
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    for row, (name, items) in zip(axes, groups.items()):
+        for j, ax in enumerate(row):
+            if j >= len(items):
+                ax.axis("off")
+                continue
+            wave, flux, title = items[j][:3]
+            wave = np.asarray(wave, float)
+            flux = np.asarray(flux, float)
+            xlim = items[j][3] if len(items[j]) > 3 else (wave.min(), wave.max())
+            sel = (wave >= xlim[0]) & (wave <= xlim[1]) & np.isfinite(flux)
+            ax.plot(wave[sel], flux[sel], lw=0.45, color="k")
+            if sel.any():
+                lo, hi = np.percentile(flux[sel], [1, 99])
+                pad = 0.15 * (hi - lo + 1e-12)
+                ax.set_ylim(lo - pad, hi + pad)
+            ax.set_xlim(*xlim)
+            ax.set_title(title, fontsize=7)
+            ax.tick_params(labelsize=6)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+    return path
+
+
+# --- real spectra --------------------------------------------------------------------------
+def read_real(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(wave, flux, header-ish dict) of a LAMOST (image or table layout) or SDSS spec file."""
+    from astropy.io import fits
+
+    with fits.open(path) as h:
+        hd = h[0].header
+        if h[0].data is not None and np.ndim(h[0].data) == 2:          # LAMOST image layout
+            d = np.asarray(h[0].data, float)
+            wave = 10.0 ** (hd["COEFF0"] + hd["COEFF1"] * np.arange(d.shape[1]))
+            return wave, d[0], {"class": hd.get("CLASS"), "z": hd.get("Z"), "subclass": hd.get("SUBCLASS")}
+        t = h[1].data
+        names = [c.lower() for c in t.names]
+        if "loglam" in names:                                            # SDSS
+            spall = h[2].data if len(h) > 2 else None
+            info = {}
+            if spall is not None:
+                info = {"class": str(spall["CLASS"][0]).strip(), "z": float(spall["Z"][0]),
+                        "subclass": str(spall["SUBCLASS"][0]).strip()}
+            return 10.0 ** np.asarray(t["loglam"], float), np.asarray(t["flux"], float), info
+        return (np.asarray(t["WAVELENGTH"][0], float), np.asarray(t["FLUX"][0], float),   # LAMOST table layout
+                {"class": hd.get("CLASS"), "z": hd.get("Z"), "subclass": hd.get("SUBCLASS")})
+
+
+def _real_index(real_dir: Path) -> list[dict]:
+    rows = []
+    for survey in ("lamost", "sdss"):
+        idx = real_dir / survey / "index.csv"
+        if idx.exists():
+            with open(idx) as fh:
+                for r in csv.DictReader(fh):
+                    r["survey"] = survey
+                    r["path"] = str(real_dir / survey / r["file"])
+                    rows.append(r)
+    return rows
+
+
+def _pick_real(rows, cls: str, subclasses: Sequence[str] = (), n: int = 3) -> list[dict]:
+    out = [r for r in rows if r["class"].lower() == cls and (not subclasses or r["subclass"][:2] in subclasses)]
+    seen, res = set(), []
+    for r in out:
+        key = r["subclass"][:2]
+        if key in seen and len(out) > n:
+            continue
+        seen.add(key)
+        res.append(r)
+    return res[:n]
+
+
+def compare_with_real(real_dir, path, seed: int = 7, zooms=((3850, 4450), (4820, 5350), (6450, 6700))) -> Path:
+    """Gallery of mock spectra (high and low S/N per class) next to real LAMOST/SDSS spectra."""
+    from .simulate import simulate
+
+    real_dir = Path(real_dir)
+    rows = _real_index(real_dir)
+    labels = ["star"] * 6 + ["galaxy"] * 3 + ["qso"] * 3 + ["unknown"] * 4
+    batch = simulate(labels, seed)
+    groups: dict[str, list[Item]] = {}
+
+    def mock_items(lab, k):
+        idx = [i for i, m in enumerate(batch.meta) if m["label"] == lab]
+        idx = sorted(idx, key=lambda i: -batch.meta[i]["snr"])[:k]
+        out = []
+        for i in idx:
+            m = batch.meta[i]
+            z = m["z"] if m["z"] is not None else m.get("source_z", 0.0)
+            out.append((batch.wave, batch.flux[i], f"MOCK {lab} {m['subclass']} z={z:.3f} S/N={m['snr']:.1f}"))
+        return out
+
+    def real_items(rs):
+        out = []
+        for r in rs:
+            w, f, _ = read_real(r["path"])
+            sn = r.get("snrr") or r.get("sn_median_all") or ""
+            out.append((w, f, f"REAL {r['survey']} {r['class']} {r['subclass'][:10]} z={float(r['z']):.3f} S/N={sn}"))
+        return out
+
+    groups["star"] = mock_items("star", 3) + real_items(_pick_real(rows, "star", ("A1", "G2", "K7", "M2"), 3))
+    groups["star (low S/N)"] = [it for it in mock_items("star", 6)[3:]] + real_items(
+        [r for r in rows if r["class"] == "STAR" and r.get("snrr") and float(r["snrr"]) < 12][:3])
+    groups["galaxy"] = mock_items("galaxy", 3) + real_items(_pick_real(rows, "galaxy", (), 3))
+    groups["qso"] = mock_items("qso", 3) + real_items(_pick_real(rows, "qso", (), 3))
+    groups["unknown"] = mock_items("unknown", 4) + real_items(_pick_real(rows, "unknown", (), 2))
+    for lo, hi in zooms:
+        items = []
+        for it in groups["star"]:
+            items.append((it[0], it[1], it[2][:40] + f" [{lo}-{hi}]", (lo, hi)))
+        groups[f"star {lo}-{hi}"] = items
+    return plot_gallery(groups, path)
