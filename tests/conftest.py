@@ -18,3 +18,24 @@ def real_dir() -> Path:
     if not REAL_DIR.is_dir():
         pytest.skip("../shared/real absent")
     return REAL_DIR
+
+
+def toy_spectra(n: int, n_pix: int, seed: int = 0, p=(0.55, 0.2, 0.1, 0.15)):
+    """4 classes of 'spectra': a line, or a doublet of class-dependent spacing, anywhere, on noise.
+
+    The network ends in global max pooling, so classes must differ in shape, not position.
+    Returns (X float32 (n, n_pix), y int64 codes in LABELS order).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, size=n, p=list(p))
+    pix = np.arange(n_pix)
+    centre = rng.integers(30, n_pix - 30, size=n)[:, None]
+    half = np.array([0, 3, 6, 10])[y][:, None]
+
+    def line(at):
+        return np.exp(-0.5 * ((pix - at) / 1.5) ** 2)
+
+    X = 1.5 * (line(centre - half) + (half > 0) * line(centre + half)) + rng.normal(0, 0.3, (n, n_pix))
+    return X.astype(np.float32), y.astype(np.int64)

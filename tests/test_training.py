@@ -1,6 +1,7 @@
 """One fold's two-phase training on a small separable problem; seeding; callbacks."""
 import numpy as np
 import pytest
+from conftest import toy_spectra
 
 from spectraforge.training import configure_threads
 
@@ -27,20 +28,7 @@ def quick_cfg(**kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """4 classes of 'spectra': a line, or a doublet of class-dependent spacing, anywhere, on noise.
-
-    The network ends in global max pooling, so classes must differ in shape, not position.
-    """
-    rng = np.random.default_rng(0)
-    y = rng.choice(4, size=600, p=[0.55, 0.2, 0.1, 0.15])
-    pix = np.arange(N_PIX)
-    centre = rng.integers(30, N_PIX - 30, size=y.size)[:, None]
-    half = np.array([0, 3, 6, 10])[y][:, None]
-
-    def line(at):
-        return np.exp(-0.5 * ((pix - at) / 1.5) ** 2)
-
-    X = 1.5 * (line(centre - half) + (half > 0) * line(centre + half)) + rng.normal(0, 0.3, (y.size, N_PIX))
+    X, y = toy_spectra(600, N_PIX, seed=0)
     path = tmp_path_factory.mktemp("toy") / "train.npy"
     np.save(path, X.astype(np.float32))
     val = np.arange(y.size) % 4 == 0
