@@ -30,19 +30,28 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    """Print every metrics file the pipeline has written, as compact tables."""
+    """Print the pipeline's counts, then the out-of-fold score table of every model."""
+    from spectraforge.io.spectrum import LABELS
+
     root = Path(args.metrics_dir)
     files = sorted(root.glob("*.json"))
     if not files:
         print(f"no metrics in {root}: run `dvc repro` first", file=sys.stderr)
         return 1
+    scores = {}
     for f in files:
         data = json.loads(f.read_text())
-        print(f"\n== {f.stem} ({f})")
-        width = max(len(k) for k in data) if data else 0
-        for k, v in data.items():
-            v = f"{v:.4f}" if isinstance(v, float) else v
-            print(f"  {k:<{width}}  {v}")
+        if "macro_f1" in data:
+            scores[f.stem] = data
+            continue
+        print(f"{f.stem}: " + "  ".join(f"{k}={v}" for k, v in data.items()))
+    if scores:
+        head = f"{'model':<12} {'OOF macro-F1':>12} {'95% CI':>17} " + " ".join(f"{'F1 ' + c:>10}" for c in LABELS)
+        print("\nOut-of-fold scores\n" + head + "\n" + "-" * len(head))
+        for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["macro_f1"]):
+            ci = f"[{m.get('macro_f1_ci_low', float('nan')):.3f}, {m.get('macro_f1_ci_high', float('nan')):.3f}]"
+            print(f"{name:<12} {m['macro_f1']:>12.4f} {ci:>17} "
+                  + " ".join(f"{m.get('f1_' + c, float('nan')):>10.3f}" for c in LABELS))
     return 0
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
@@ -152,6 +151,7 @@ class _NpyAppender:
 
 def run_prepare(params: PrepareParams, progress: bool = True) -> dict:
     """Run the stage; returns the counts written to the metrics file."""
+    import pandas as pd  # main process only: workers import this module without it
     out = Path(params.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     grid_wave = make_grid(params.grid)

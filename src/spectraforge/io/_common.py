@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from .spectrum import LABELS, Spectrum, SpectrumReadError
 
@@ -79,6 +78,8 @@ def open_fits(path, blob: bytes):
     Warnings are recorded, not shown: astropy only warns when a file ends early (turned into an
     error here), and overflow on corrupt numbers is caught later by validation in finalise.
     """
+    from astropy.io import fits  # the general parser: fallback and SDSS only
+
     try:
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")

@@ -1,8 +1,6 @@
 """read_spectrum: one entry point that recognises the format from the file's content."""
 from __future__ import annotations
 
-from astropy.io import fits
-
 from . import fastfits
 from ._common import file_stem, is_fits, open_fits, read_blob
 from .lamost import read_lamost_image, read_lamost_table
@@ -52,8 +50,9 @@ def fits_format(path, hdul) -> str:
     primary = hdul[0].header
     if primary.get("NAXIS", 0) == 2:
         return "lamost-image"
+    # a fastfits TableHDU or an astropy BinTableHDU
     if "COADD" in hdul and (getattr(hdul["COADD"], "is_table", False)
-                            or isinstance(hdul["COADD"], fits.BinTableHDU)):
+                            or type(hdul["COADD"]).__name__ == "BinTableHDU"):
         columns = {str(name).lower() for name in hdul["COADD"].columns.names}
         if "loglam" in columns:
             return "sdss"

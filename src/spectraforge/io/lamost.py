@@ -20,8 +20,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-from scipy.ndimage import median_filter
 
 from ._common import file_stem, finalise, header_float, header_str, label_from
 from .spectrum import Spectrum, SpectrumReadError
@@ -163,6 +161,8 @@ def write_lamost_fits(spec: Spectrum, path, layout: str = "image", gzip: bool = 
     snr → SNRR (other bands: median flux·sqrt(ivar) over their wavelength span), subclass → SUBCLASS.
     spec.wave must be log-linear (ValueError otherwise); spec.mask becomes andmask and ormask bits.
     """
+    from astropy.io import fits  # writer only: readers take the fast path without astropy
+
     if layout not in ("image", "table"):
         raise ValueError(f"layout must be 'image' or 'table', got {layout!r}")
     if spec.meta.get("label") not in (*_CLASS_KEYWORD, None):
@@ -216,6 +216,8 @@ def _loglinear_coefficients(wave: np.ndarray) -> tuple[float, float]:
 def _header(meta: dict, path: Path, layout: str, early: bool, coeff0: float, coeff1: float,
             wave, flux, ivar, mask) -> fits.Header:
     """Primary header with the keywords (and order) of real LAMOST files."""
+    from astropy.io import fits
+
     ident = meta.get("id")
     z = meta.get("z")
     label = meta.get("label")
@@ -283,6 +285,8 @@ def continuum_normalised(flux, mask, width: int = 301) -> np.ndarray:
         return np.ones(flux.size, dtype=np.float32)
     index = np.arange(flux.size)
     filled = np.interp(index, index[good], flux[good])
+    from scipy.ndimage import median_filter  # writer only; keeps reader start-up light
+
     continuum = median_filter(filled, size=min(width, flux.size), mode="nearest")
     ratio = np.divide(filled, continuum, out=np.ones_like(filled), where=continuum != 0)
     return ratio.astype(np.float32)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import pandas as pd
 
 from ._common import file_stem, finalise, read_blob, to_label
 from .spectrum import LABELS, Spectrum, SpectrumReadError
@@ -97,6 +96,7 @@ def list_tianchi(source) -> list[IndexEntry]:
 
 def read_index(index_csv) -> pd.DataFrame:
     """The index as strings with lower-case column names; needs an `id` column (`type` optional)."""
+    import pandas as pd  # only the listing step needs it, not the reader workers
     try:
         df = pd.read_csv(index_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -203,6 +203,7 @@ def write_tianchi(spectra_flux: np.ndarray, ids: Sequence, labels: Sequence | No
     Values are written with `fmt` (default '%.5g'), comma-separated, one line per file; NaN stays
     'nan'. folder: put the txt files inside this sub-folder of the zip/folder, as the official zip does.
     """
+    import pandas as pd
     flux = np.asarray(spectra_flux)
     if flux.ndim != 2 or flux.shape[1] != TIANCHI_NPIX:
         raise ValueError(f"spectra_flux must have shape (n, {TIANCHI_NPIX}), got {flux.shape}")

@@ -1,0 +1,127 @@
+"""The K-fold loop: OOF coverage, no leakage, determinism, outputs, params errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import toy_spectra
+
+from spectraforge.training import configure_threads
+
+try:  # one thread layout for the whole test session
+    configure_threads(2)
+except RuntimeError:
+    pass
+
+from spectraforge.crossval import ModelSpec, TrainParams, fold_rows, model_configs, run_kfold  # noqa: E402
+from spectraforge.data import make_folds  # noqa: E402
+from spectraforge.io.spectrum import LABELS  # noqa: E402
+from spectraforge.params import ParamsError  # noqa: E402
+
+N_PIX = 128
+CNN = {"n_pix": N_PIX, "channels": [4, 8], "dense_units": 8, "dropout": 0.1}
+FIT = {"batch_size": 32, "seed": 3, "deterministic": True,
+       "phase1": {"epochs": 2, "steps": 4, "lr": 0.01, "loss": "crossentropy"},
+       "phase2": {"epochs": 1, "steps": 2, "lr": 0.001, "loss": "macro_f1"}}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A prepared dataset on disk as the prepare stage writes it, with revisited objects."""
+    root = tmp_path_factory.mktemp("prep")
+    X, y = toy_spectra(240, N_PIX, seed=1)
+    Xt, _ = toy_spectra(30, N_PIX, seed=2)
+    out = root / "prepared"
+    out.mkdir()
+    np.save(out / "train.npy", X)
+    np.save(out / "test.npy", Xt)
+    np.save(out / "wave.npy", np.logspace(np.log10(3690), np.log10(9100), N_PIX))
+    ids = [f"t{i}" for i in range(len(y))]
+    obj = [f"o{i // 2}" if i < 40 else f"o{i}" for i in range(len(y))]  # the first 40: pairs of revisits
+    y[1:40:2] = y[0:40:2]
+    meta = pd.DataFrame({
+        "split": ["train"] * len(y) + ["test"] * len(Xt),
+        "row": list(range(len(y))) + list(range(len(Xt))),
+        "id": ids + [f"x{i}" for i in range(len(Xt))],
+        "label": [LABELS[c] for c in y] + [None] * len(Xt),
+        "object_id": obj + [f"x{i}" for i in range(len(Xt))],
+    })
+    meta.to_parquet(out / "meta.parquet")
+    make_folds(meta[meta.split == "train"].reset_index(drop=True), 3, 0).to_csv(root / "folds.csv", index=False)
+    return root
+
+
+def params_for(root, **variants) -> TrainParams:
+    return TrainParams(models=list(variants), threads=2, prepared_dir=str(root / "prepared"),
+                       folds=str(root / "folds.csv"), variants=variants)
+
+
+def run(root, name, spec, tag):
+    out = root / tag
+    metrics = run_kfold(name, params_for(root, **{name: spec}), models_dir=out / "models",
+                        predictions_dir=out / "pred", reports_dir=out / "reports")
+    return metrics, pd.read_parquet(out / "pred" / name / "oof.parquet"), out
+
+
+@pytest.fixture(scope="module")
+def lgbm_run(prepared):
+    spec = ModelSpec(kind="lgbm", lgbm={"n_pca": 4, "n_windows": 8, "n_estimators": 30, "seed": 5})
+    return run(prepared, "lgbm", spec, "a"), run(prepared, "lgbm", spec, "b")
+
+
+@pytest.fixture(scope="module")
+def cnn_run(prepared):
+    spec = ModelSpec(kind="cnn", network=CNN, fit=FIT)
+    return run(prepared, "cnn", spec, "a"), run(prepared, "cnn", spec, "b")
+
+
+@pytest.mark.parametrize("which", ["lgbm_run", "cnn_run"])
+def test_oof_covers_every_id_once_from_its_own_fold(which, prepared, request):
+    (metrics, oof, out), _ = request.getfixturevalue(which)
+    folds = pd.read_csv(prepared / "folds.csv")
+    assert oof["id"].is_unique and len(oof) == len(folds)
+    assert dict(zip(oof["id"], oof["fold"])) == dict(zip(folds["id"], folds["fold"]))
+    p = oof[[f"p_{c}" for c in LABELS]].to_numpy()
+    assert np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    name = "lgbm" if which == "lgbm_run" else "cnn"
+    saved = json.loads((out / "reports" / "metrics" / f"{name}.json").read_text())
+    assert saved["macro_f1"] == pytest.approx(metrics["macro_f1"])
+    assert sum(v for k, v in saved.items() if k.startswith("confusion_")) == len(folds)
+    assert saved["macro_f1_ci_low"] <= saved["macro_f1"] <= saved["macro_f1_ci_high"]
+    test = pd.read_parquet(out / "pred" / name / "test.parquet")
+    assert len(test) == 30 and np.allclose(test.filter(like="p_").sum(axis=1), 1, atol=1e-5)
+    manifest = json.loads((out / "models" / name / "manifest.json").read_text())
+    assert len(manifest["folds"]) == 3 and manifest["labels"] == list(LABELS)
+
+
+@pytest.mark.parametrize("which", ["lgbm_run", "cnn_run"])
+def test_same_seed_same_oof(which, request):
+    (_, a, _), (_, b, _) = request.getfixturevalue(which)
+    cols = [f"p_{c}" for c in LABELS]
+    assert np.array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+
+
+def test_lgbm_learns_the_toy(lgbm_run):
+    (metrics, _, _), _ = lgbm_run
+    assert metrics["macro_f1"] > 0.8
+
+
+def test_revisits_never_straddle_folds(prepared):
+    folds = pd.read_csv(prepared / "folds.csv")
+    assert (folds.groupby("object_id")["fold"].nunique() == 1).all()
+
+
+def test_fold_rows_rejects_unknown_ids(prepared):
+    meta = pd.read_parquet(prepared / "prepared" / "meta.parquet")
+    folds = pd.read_csv(prepared / "folds.csv").iloc[1:]
+    with pytest.raises(ValueError, match="have no fold"):
+        fold_rows(meta[meta.split == "train"], folds)
+
+
+def test_bad_variant_params_name_the_key():
+    with pytest.raises(ParamsError, match=r"train\.variants\.x\.kind: 'svm' is not one of"):
+        model_configs(ModelSpec(kind="svm"), "x")
+    with pytest.raises(ParamsError, match=r"train\.variants\.x\.network\.chanels: unknown key"):
+        model_configs(ModelSpec(kind="cnn", network={"chanels": [4]}), "x")
+    with pytest.raises(ParamsError, match=r"train\.variants\.x\.lgbm\.learning_rate"):
+        model_configs(ModelSpec(kind="lgbm", lgbm={"learning_rate": 5}), "x")
