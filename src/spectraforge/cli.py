@@ -57,9 +57,9 @@ def _cmd_summary(args) -> int:
 
 def _cmd_gallery(args) -> int:
     """PNG of mock spectra per class next to real survey spectra (for looking, not for tests)."""
-    from spectraforge.mock.compare import mock_vs_real_gallery
+    from spectraforge.mock.gallery import compare_with_real
 
-    path = mock_vs_real_gallery(args.real, args.out, seed=args.seed)
+    path = compare_with_real(args.real, args.out, seed=args.seed)
     print(path)
     return 0
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gallery", help="PNG of mock spectra per class next to real spectra")
     p.add_argument("--real", default="../shared/real", help="folder with lamost/ and sdss/ real spectra")
     p.add_argument("--out", default="reports/gallery.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_cmd_gallery)
     return parser
 

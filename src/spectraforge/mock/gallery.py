@@ -60,26 +60,11 @@ def plot_gallery(groups: dict[str, list[Item]], path, ncols: int | None = None, 
 
 # --- real spectra --------------------------------------------------------------------------
 def read_real(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(wave, flux, header-ish dict) of a LAMOST (image or table layout) or SDSS spec file."""
-    from astropy.io import fits
+    """(wave, flux with bad pixels as NaN, meta) of a real spectrum, through the project's readers."""
+    from spectraforge.io import read_spectrum
 
-    with fits.open(path) as h:
-        hd = h[0].header
-        if h[0].data is not None and np.ndim(h[0].data) == 2:          # LAMOST image layout
-            d = np.asarray(h[0].data, float)
-            wave = 10.0 ** (hd["COEFF0"] + hd["COEFF1"] * np.arange(d.shape[1]))
-            return wave, d[0], {"class": hd.get("CLASS"), "z": hd.get("Z"), "subclass": hd.get("SUBCLASS")}
-        t = h[1].data
-        names = [c.lower() for c in t.names]
-        if "loglam" in names:                                            # SDSS
-            spall = h[2].data if len(h) > 2 else None
-            info = {}
-            if spall is not None:
-                info = {"class": str(spall["CLASS"][0]).strip(), "z": float(spall["Z"][0]),
-                        "subclass": str(spall["SUBCLASS"][0]).strip()}
-            return 10.0 ** np.asarray(t["loglam"], float), np.asarray(t["flux"], float), info
-        return (np.asarray(t["WAVELENGTH"][0], float), np.asarray(t["FLUX"][0], float),   # LAMOST table layout
-                {"class": hd.get("CLASS"), "z": hd.get("Z"), "subclass": hd.get("SUBCLASS")})
+    spec = read_spectrum(path)
+    return spec.wave, np.where(spec.mask, np.nan, spec.flux.astype(float)), spec.meta
 
 
 def _real_index(real_dir: Path) -> list[dict]:

@@ -1,0 +1,34 @@
+"""The `spectraforge` command: inspect, summary, gallery."""
+import json
+
+from spectraforge.cli import main
+
+
+def test_inspect_real_files(real_dir, capsys):
+    files = sorted((real_dir / "lamost").glob("*.fits*"))[:3]
+    assert main(["inspect", *map(str, files)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and all("format=lamost-" in line and "label=star" in line for line in out)
+
+
+def test_inspect_reports_bad_file(tmp_path, capsys):
+    bad = tmp_path / "x.fits"
+    bad.write_bytes(b"nonsense")
+    assert main(["inspect", str(bad)]) == 1
+    assert "x.fits" in capsys.readouterr().err
+
+
+def test_summary_prints_score_table(tmp_path, capsys):
+    (tmp_path / "prepare.json").write_text(json.dumps({"train_listed": 3}))
+    (tmp_path / "cnn.json").write_text(json.dumps({"macro_f1": 0.5, "macro_f1_ci_low": 0.4, "macro_f1_ci_high": 0.6,
+                                                   "f1_star": 0.9, "f1_galaxy": 0.1, "f1_qso": 0.2, "f1_unknown": 0.3}))
+    assert main(["summary", "--metrics-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train_listed=3" in out and "Out-of-fold scores" in out and "0.5000" in out
+    assert main(["summary", "--metrics-dir", str(tmp_path / "none")]) == 1
+
+
+def test_gallery_png(real_dir, tmp_path):
+    out = tmp_path / "g.png"
+    assert main(["gallery", "--real", str(real_dir), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 50_000
