@@ -24,8 +24,10 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# speed benchmarks (minutes); accuracy figures come from `make run && python benchmarks/accuracy.py`
 bench: venv
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --n-files 10000 --repeat-real 60
+	$(BIN)/python benchmarks/training.py
 
 clean-venv:
 	rm -rf $(VENV)
