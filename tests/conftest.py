@@ -3,6 +3,12 @@ from pathlib import Path
 
 import pytest
 
+from spectraforge.training import configure_threads
+
+# One TensorFlow thread layout for the whole session, set before any test builds a model:
+# TF fixes its pools at start-up, and two pools must never fight over the 2 cores.
+configure_threads(2)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DIR = REPO_ROOT.parent / "shared" / "real"
 

@@ -2,16 +2,9 @@
 import numpy as np
 import pytest
 
-from spectraforge.training import configure_threads
+import keras
 
-try:  # one thread layout for the whole test session; another module may have started TF first
-    configure_threads(2)
-except RuntimeError:
-    pass
-
-import keras  # noqa: E402
-
-from spectraforge.models.cnn import CNNConfig, HalvesSum, build_cnn, embedding_model  # noqa: E402
+from spectraforge.models.cnn import CNNConfig, HalvesSum, build_cnn, embedding_model
 
 TINY = CNNConfig(n_pix=128, channels=[4, 4, 8])
 

@@ -6,17 +6,10 @@ import pandas as pd
 import pytest
 from conftest import toy_spectra
 
-from spectraforge.training import configure_threads
-
-try:  # one thread layout for the whole test session
-    configure_threads(2)
-except RuntimeError:
-    pass
-
-from spectraforge.crossval import ModelSpec, TrainParams, fold_rows, model_configs, run_kfold  # noqa: E402
-from spectraforge.data import make_folds  # noqa: E402
-from spectraforge.io.spectrum import LABELS  # noqa: E402
-from spectraforge.params import ParamsError  # noqa: E402
+from spectraforge.crossval import ModelSpec, TrainParams, fold_rows, model_configs, run_kfold
+from spectraforge.data import make_folds
+from spectraforge.io.spectrum import LABELS
+from spectraforge.params import ParamsError
 
 N_PIX = 128
 CNN = {"n_pix": N_PIX, "channels": [4, 8], "dense_units": 8, "dropout": 0.1}

@@ -4,18 +4,11 @@ import math
 import numpy as np
 import pytest
 
-from spectraforge.training import configure_threads
+import keras
+import tensorflow as tf
 
-try:  # one thread layout for the whole test session; another module may have started TF first
-    configure_threads(2)
-except RuntimeError:
-    pass
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1  # noqa: E402
-from spectraforge.models.losses import get_loss, macro_f1_loss  # noqa: E402
+from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
+from spectraforge.models.losses import get_loss, macro_f1_loss
 
 
 def test_value_equals_the_hand_computed_soft_f1():

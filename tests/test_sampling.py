@@ -2,14 +2,7 @@
 import numpy as np
 import pytest
 
-from spectraforge.training import configure_threads
-
-try:  # one thread layout for the whole test session; another module may have started TF first
-    configure_threads(2)
-except RuntimeError:
-    pass
-
-from spectraforge.sampling import (  # noqa: E402
+from spectraforge.sampling import (
     BalancedBatchSampler, batch_counts, make_eval_dataset, make_train_dataset, pool_labels,
 )
 

@@ -3,16 +3,9 @@ import numpy as np
 import pytest
 from conftest import toy_spectra
 
-from spectraforge.training import configure_threads
-
-try:  # one thread layout for the whole test session; another module may have started TF first
-    configure_threads(2)
-except RuntimeError:
-    pass
-
-from spectraforge.metrics import macro_f1  # noqa: E402
-from spectraforge.models.cnn import CNNConfig  # noqa: E402
-from spectraforge.training import (  # noqa: E402
+from spectraforge.metrics import macro_f1
+from spectraforge.models.cnn import CNNConfig
+from spectraforge.training import (
     MacroF1Checkpoint, PhaseConfig, TrainConfig, predict_proba, train_fold,
 )
 
