@@ -5,7 +5,7 @@ Outputs (in ``out_dir``):
   meta.parquet          one row per prepared spectrum: split, row, id, label, snr, z,
                         object_id, file, format, bad_fraction
   quarantine.csv        one row per input that did not make it: split, file, id, reason
-Counts add up per split: listed = prepared + quarantined (checked before anything is written).
+Counts add up per split: listed = prepared + quarantined (checked before any output is finished).
 
 Memory stays bounded: chunks stream from the worker pool in order and their rows are
 appended to a raw file that becomes the .npy at the end; nothing holds the whole array.
@@ -179,18 +179,17 @@ def run_prepare(params: PrepareParams, progress: bool = True) -> dict:
             if keep:
                 writers[chunk.spec.split].append(rows[keep])
             bar.update(len(chunk.items))
-    for w in writers.values():
-        w.finish()
-
     meta = pd.DataFrame(metas, columns=META_COLUMNS)
     quarantine = pd.DataFrame(problems, columns=QUARANTINE_COLUMNS)
     counts = {}
     for split in ("train", "test"):
         n_ok = int((meta["split"] == split).sum())
         n_bad = int((quarantine["split"] == split).sum())
-        if n_ok + n_bad != listed[split]:  # the books must balance before anything is trusted
+        if n_ok + n_bad != listed[split]:  # the books must balance before any output is finished
             raise RuntimeError(f"prepare: {split}: {n_ok} prepared + {n_bad} quarantined != {listed[split]} listed")
         counts.update({f"{split}_listed": listed[split], f"{split}_prepared": n_ok, f"{split}_quarantined": n_bad})
+    for w in writers.values():
+        w.finish()
     meta.to_parquet(out / "meta.parquet", index=False)
     quarantine.to_csv(out / "quarantine.csv", index=False)
     np.save(out / "wave.npy", grid_wave)
