@@ -27,7 +27,7 @@ import pandas as pd
 from spectraforge.data import label_index, load_prepared
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
-from spectraforge.params import ParamsError, _build, _check
+from spectraforge.params import ParamsError, build_dataclass, require
 
 PROBA_COLUMNS = [f"p_{c}" for c in LABELS]
 KINDS = ("cnn", "lgbm")
@@ -54,9 +54,9 @@ class TrainParams:
     variants: dict = field(default_factory=dict)
 
     def validate(self, key: str = "train") -> None:
-        _check(self.threads >= 1, f"{key}.threads", f"must be >= 1, got {self.threads}")
+        require(self.threads >= 1, f"{key}.threads", f"must be >= 1, got {self.threads}")
         for name in self.models:
-            _check(name in self.variants, f"{key}.models", f"'{name}' has no section under {key}.variants")
+            require(name in self.variants, f"{key}.models", f"'{name}' has no section under {key}.variants")
 
 
 def load_train_params(path="params.yaml") -> TrainParams:
@@ -64,8 +64,8 @@ def load_train_params(path="params.yaml") -> TrainParams:
 
     data = dict(load_params(path).get("train", {}))
     variants = data.pop("variants", {}) or {}
-    params = _build(TrainParams, data, "train")
-    params.variants = {n: _build(ModelSpec, v, f"train.variants.{n}") for n, v in variants.items()}
+    params = build_dataclass(TrainParams, data, "train")
+    params.variants = {n: build_dataclass(ModelSpec, v, f"train.variants.{n}") for n, v in variants.items()}
     params.validate()
     return params
 
@@ -73,20 +73,20 @@ def load_train_params(path="params.yaml") -> TrainParams:
 def model_configs(spec: ModelSpec, name: str):
     """The typed configs of a variant, validated (errors name the params key)."""
     key = f"train.variants.{name}"
-    _check(spec.kind in KINDS, f"{key}.kind", f"'{spec.kind}' is not one of: {', '.join(KINDS)}")
+    require(spec.kind in KINDS, f"{key}.kind", f"'{spec.kind}' is not one of: {', '.join(KINDS)}")
     try:
         if spec.kind == "cnn":
             from spectraforge.models.cnn import CNNConfig
             from spectraforge.training import TrainConfig
 
-            cnn = _build(CNNConfig, spec.network, f"{key}.network")
+            cnn = build_dataclass(CNNConfig, spec.network, f"{key}.network")
             cnn.validate(f"{key}.network")
-            fit = _build(TrainConfig, spec.fit, f"{key}.fit")
+            fit = build_dataclass(TrainConfig, spec.fit, f"{key}.fit")
             fit.validate(f"{key}.fit")
             return cnn, fit
         from spectraforge.models.lgbm import LGBMConfig
 
-        cfg = _build(LGBMConfig, spec.lgbm, f"{key}.lgbm")
+        cfg = build_dataclass(LGBMConfig, spec.lgbm, f"{key}.lgbm")
         cfg.validate(f"{key}.lgbm")
         return (cfg,)
     except ValueError as exc:

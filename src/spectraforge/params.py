@@ -21,7 +21,7 @@ class ParamsError(ValueError):
     """params.yaml holds a key or value the stage cannot use."""
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
+def require(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ParamsError(f"params: {key}: {msg}")
 
@@ -43,23 +43,23 @@ class MockParams:
     truth_csv: str = "data/truth/mock_test_labels.csv"
 
     def validate(self, key: str = "mock") -> None:
-        _check(self.n_train >= 8, f"{key}.n_train", f"needs at least 8 spectra, got {self.n_train}")
-        _check(self.n_test >= 1, f"{key}.n_test", f"needs at least 1 spectrum, got {self.n_test}")
+        require(self.n_train >= 8, f"{key}.n_train", f"needs at least 8 spectra, got {self.n_train}")
+        require(self.n_test >= 1, f"{key}.n_test", f"needs at least 1 spectrum, got {self.n_test}")
         _check_mix(self.class_mix, f"{key}.class_mix")
-        _check(0.0 <= self.fits_fraction <= 1.0, f"{key}.fits_fraction", f"must be in [0, 1], got {self.fits_fraction}")
-        _check(0.0 <= self.repeat_fraction <= 1.0, f"{key}.repeat_fraction", f"must be in [0, 1], got {self.repeat_fraction}")
-        _check(
+        require(0.0 <= self.fits_fraction <= 1.0, f"{key}.fits_fraction", f"must be in [0, 1], got {self.fits_fraction}")
+        require(0.0 <= self.repeat_fraction <= 1.0, f"{key}.repeat_fraction", f"must be in [0, 1], got {self.repeat_fraction}")
+        require(
             len(self.snr_range) == 2 and 0 < self.snr_range[0] < self.snr_range[1],
             f"{key}.snr_range", f"must be [low, high] with 0 < low < high, got {self.snr_range}",
         )
 
 
 def _check_mix(mix: dict, key: str) -> None:
-    _check(isinstance(mix, dict) and mix, key, "must map labels to shares")
+    require(isinstance(mix, dict) and mix, key, "must map labels to shares")
     for label, share in mix.items():
-        _check(label in LABELS, f"{key}.{label}", f"unknown label; valid labels: {', '.join(LABELS)}")
-        _check(float(share) >= 0, f"{key}.{label}", f"share must be >= 0, got {share}")
-    _check(sum(float(s) for s in mix.values()) > 0, key, "shares sum to zero")
+        require(label in LABELS, f"{key}.{label}", f"unknown label; valid labels: {', '.join(LABELS)}")
+        require(float(share) >= 0, f"{key}.{label}", f"share must be >= 0, got {share}")
+    require(sum(float(s) for s in mix.values()) > 0, key, "shares sum to zero")
 
 
 @dataclass
@@ -77,10 +77,10 @@ class InputSpec:
     index: str | None = None
 
     def validate(self, key: str) -> None:
-        _check(self.kind in ("tianchi", "fits"), f"{key}.kind", f"'{self.kind}' is not one of: tianchi, fits")
-        _check(self.split in ("train", "test"), f"{key}.split", f"'{self.split}' is not one of: train, test")
+        require(self.kind in ("tianchi", "fits"), f"{key}.kind", f"'{self.kind}' is not one of: tianchi, fits")
+        require(self.split in ("train", "test"), f"{key}.split", f"'{self.split}' is not one of: train, test")
         if self.kind == "tianchi":
-            _check(bool(self.index), f"{key}.index", "a tianchi input needs its index CSV")
+            require(bool(self.index), f"{key}.index", "a tianchi input needs its index CSV")
 
 
 @dataclass
@@ -93,9 +93,9 @@ class GridParams:
     spacing: str = "log"
 
     def validate(self, key: str = "prepare.grid") -> None:
-        _check(0 < self.wave_min < self.wave_max, f"{key}.wave_min", f"need 0 < wave_min < wave_max, got {self.wave_min}, {self.wave_max}")
-        _check(self.n_pix >= 16, f"{key}.n_pix", f"needs at least 16 pixels, got {self.n_pix}")
-        _check(self.spacing in ("log", "linear"), f"{key}.spacing", f"'{self.spacing}' is not one of: log, linear")
+        require(0 < self.wave_min < self.wave_max, f"{key}.wave_min", f"need 0 < wave_min < wave_max, got {self.wave_min}, {self.wave_max}")
+        require(self.n_pix >= 16, f"{key}.n_pix", f"needs at least 16 pixels, got {self.n_pix}")
+        require(self.spacing in ("log", "linear"), f"{key}.spacing", f"'{self.spacing}' is not one of: log, linear")
 
 
 @dataclass
@@ -112,23 +112,23 @@ class PrepareParams:
     out_dir: str = "data/prepared"
 
     def validate(self, key: str = "prepare") -> None:
-        _check(len(self.inputs) > 0, f"{key}.inputs", "lists no input")
+        require(len(self.inputs) > 0, f"{key}.inputs", "lists no input")
         raw = Path(self.raw_dir).resolve()
         for i, spec in enumerate(self.inputs):
             spec.validate(f"{key}.inputs[{i}]")
             for name in ("path", "index"):
                 value = getattr(spec, name)
                 # an input outside raw_dir would be invisible to `dvc status`
-                _check(
+                require(
                     value is None or Path(value).resolve().is_relative_to(raw),
                     f"{key}.inputs[{i}].{name}",
                     f"'{value}' is not under prepare.raw_dir '{self.raw_dir}' (the stage's dependency)",
                 )
         self.grid.validate(f"{key}.grid")
-        _check(self.normalise in NORMALISERS, f"{key}.normalise", f"'{self.normalise}' is not one of: {', '.join(NORMALISERS)}")
-        _check(0.0 < self.max_bad_fraction <= 1.0, f"{key}.max_bad_fraction", f"must be in (0, 1], got {self.max_bad_fraction}")
-        _check(self.n_jobs == -1 or self.n_jobs >= 1, f"{key}.n_jobs", f"must be >= 1 or -1 (all cores), got {self.n_jobs}")
-        _check(self.chunk_size >= 1, f"{key}.chunk_size", f"must be >= 1, got {self.chunk_size}")
+        require(self.normalise in NORMALISERS, f"{key}.normalise", f"'{self.normalise}' is not one of: {', '.join(NORMALISERS)}")
+        require(0.0 < self.max_bad_fraction <= 1.0, f"{key}.max_bad_fraction", f"must be in (0, 1], got {self.max_bad_fraction}")
+        require(self.n_jobs == -1 or self.n_jobs >= 1, f"{key}.n_jobs", f"must be >= 1 or -1 (all cores), got {self.n_jobs}")
+        require(self.chunk_size >= 1, f"{key}.chunk_size", f"must be >= 1, got {self.chunk_size}")
 
 
 NORMALISERS = ("median", "zscore", "l2", "none")
@@ -144,13 +144,13 @@ class FoldsParams:
     out: str = "data/folds.csv"
 
     def validate(self, key: str = "folds") -> None:
-        _check(self.k >= 2, f"{key}.k", f"needs at least 2 folds, got {self.k}")
+        require(self.k >= 2, f"{key}.k", f"needs at least 2 folds, got {self.k}")
 
 
 SECTIONS = {"mock": MockParams, "prepare": PrepareParams, "folds": FoldsParams}
 
 
-def _build(cls, data, key: str):
+def build_dataclass(cls, data, key: str):
     """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys with suggestions."""
     if not isinstance(data, dict):
         raise ParamsError(f"params: {key}: expected a mapping, got {type(data).__name__}")
@@ -166,11 +166,11 @@ def _build(cls, data, key: str):
             )
         hint_t = hints[name]
         if dataclasses.is_dataclass(hint_t):
-            value = _build(hint_t, value, f"{key}.{name}")
+            value = build_dataclass(hint_t, value, f"{key}.{name}")
         elif name == "inputs":
             if not isinstance(value, list):
                 raise ParamsError(f"params: {key}.inputs: expected a list of inputs")
-            value = [_build(InputSpec, v, f"{key}.inputs[{i}]") for i, v in enumerate(value)]
+            value = [build_dataclass(InputSpec, v, f"{key}.inputs[{i}]") for i, v in enumerate(value)]
         kwargs[name] = value
     missing = [
         n for n, f in fields.items()
@@ -200,6 +200,6 @@ def load_section(name: str, path: str | Path = "params.yaml"):
     if name not in SECTIONS:
         raise ParamsError(f"params: no section schema '{name}'; known: {', '.join(SECTIONS)}")
     data = load_params(path).get(name, {})
-    obj = _build(SECTIONS[name], data, name)
+    obj = build_dataclass(SECTIONS[name], data, name)
     obj.validate(name)
     return obj

@@ -25,13 +25,13 @@ class LGBMConfig:
     seed: int = 2018
 
     def validate(self, key: str = "train.lgbm") -> None:
-        from spectraforge.params import _check
+        from spectraforge.params import require
 
-        _check(self.n_pca >= 0, f"{key}.n_pca", f"must be >= 0, got {self.n_pca}")
-        _check(self.n_windows >= 1, f"{key}.n_windows", f"must be >= 1, got {self.n_windows}")
-        _check(self.n_estimators >= 1, f"{key}.n_estimators", f"must be >= 1, got {self.n_estimators}")
-        _check(0 < self.learning_rate <= 1, f"{key}.learning_rate", f"must be in (0, 1], got {self.learning_rate}")
-        _check(self.class_weight in (None, "balanced"), f"{key}.class_weight",
+        require(self.n_pca >= 0, f"{key}.n_pca", f"must be >= 0, got {self.n_pca}")
+        require(self.n_windows >= 1, f"{key}.n_windows", f"must be >= 1, got {self.n_windows}")
+        require(self.n_estimators >= 1, f"{key}.n_estimators", f"must be >= 1, got {self.n_estimators}")
+        require(0 < self.learning_rate <= 1, f"{key}.learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        require(self.class_weight in (None, "balanced"), f"{key}.class_weight",
                f"'{self.class_weight}' is not one of: balanced, null")
 
 
