@@ -1,6 +1,7 @@
 """LightGBM on hand-made features and a PCA of the flux: the tabular level-1 model."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -9,6 +10,8 @@ from sklearn.decomposition import PCA
 
 from spectraforge.features import feature_names, handmade_features
 from spectraforge.io.spectrum import LABELS
+
+_FIT_PARAMS = inspect.signature(lgb.LGBMClassifier.fit).parameters
 
 
 @dataclass
@@ -66,8 +69,11 @@ class SpectrumLGBM:
         record: dict = {}
         kwargs = {}
         if eval_set is not None:
-            kwargs = {"eval_set": [(self._features(np.asarray(eval_set[0], np.float32)), np.asarray(eval_set[1]))],
-                      "eval_names": ["val"], "callbacks": [lgb.record_evaluation(record)]}
+            X_val, y_val = self._features(np.asarray(eval_set[0], np.float32)), np.asarray(eval_set[1])
+            # LightGBM 4.7 renamed eval_set to eval_X/eval_y; older 4.x only know eval_set
+            data = ({"eval_X": (X_val,), "eval_y": (y_val,)} if "eval_X" in _FIT_PARAMS
+                    else {"eval_set": [(X_val, y_val)]})
+            kwargs = {**data, "eval_names": ["val"], "callbacks": [lgb.record_evaluation(record)]}
         self.model.fit(self._features(flux), np.asarray(y), **kwargs)
         self.curve_ = record.get("val", {}).get("multi_logloss", [])
         self.feature_names_ = feature_names(cfg.n_windows, cfg.n_pca)
