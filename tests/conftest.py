@@ -45,3 +45,39 @@ def toy_spectra(n: int, n_pix: int, seed: int = 0, p=(0.55, 0.2, 0.1, 0.15)):
 
     X = 1.5 * (line(centre - half) + (half > 0) * line(centre + half)) + rng.normal(0, 0.3, (n, n_pix))
     return X.astype(np.float32), y.astype(np.int64)
+
+
+def write_prepared(root, X, y, X_test, k: int = 3, revisits: int = 40):
+    """A prepared dataset as the prepare stage writes it (wave, train, test, meta) + folds.csv.
+
+    The first ``revisits`` training spectra are pairs of observations of one object with one
+    label, so object-grouped folds have something to group. Returns ``root``.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from spectraforge.data import make_folds
+    from spectraforge.io.spectrum import LABELS
+
+    root = Path(root)
+    out = root / "prepared"
+    out.mkdir(parents=True, exist_ok=True)
+    y = np.array(y).copy()
+    y[1:revisits:2] = y[0:revisits:2]
+    np.save(out / "train.npy", np.asarray(X, np.float32))
+    np.save(out / "test.npy", np.asarray(X_test, np.float32))
+    np.save(out / "wave.npy", np.logspace(np.log10(3690), np.log10(9100), X.shape[1]))
+    ids = [f"t{i}" for i in range(len(y))]
+    obj = [f"o{i // 2}" if i < revisits else f"o{i}" for i in range(len(y))]
+    meta = pd.DataFrame({
+        "split": ["train"] * len(y) + ["test"] * len(X_test),
+        "row": list(range(len(y))) + list(range(len(X_test))),
+        "id": ids + [f"x{i}" for i in range(len(X_test))],
+        "label": [LABELS[c] for c in y] + [None] * len(X_test),
+        "object_id": obj + [f"x{i}" for i in range(len(X_test))],
+    })
+    meta.to_parquet(out / "meta.parquet")
+    make_folds(meta[meta.split == "train"].reset_index(drop=True), k, 0).to_csv(root / "folds.csv", index=False)
+    return root

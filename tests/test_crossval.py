@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import toy_spectra
+from conftest import toy_spectra, write_prepared
 
 from spectraforge.crossval import ModelSpec, TrainParams, fold_rows, model_configs, run_kfold
 from spectraforge.data import make_folds
@@ -21,27 +21,9 @@ FIT = {"batch_size": 32, "seed": 3, "deterministic": True,
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A prepared dataset on disk as the prepare stage writes it, with revisited objects."""
-    root = tmp_path_factory.mktemp("prep")
     X, y = toy_spectra(240, N_PIX, seed=1)
     Xt, _ = toy_spectra(30, N_PIX, seed=2)
-    out = root / "prepared"
-    out.mkdir()
-    np.save(out / "train.npy", X)
-    np.save(out / "test.npy", Xt)
-    np.save(out / "wave.npy", np.logspace(np.log10(3690), np.log10(9100), N_PIX))
-    ids = [f"t{i}" for i in range(len(y))]
-    obj = [f"o{i // 2}" if i < 40 else f"o{i}" for i in range(len(y))]  # the first 40: pairs of revisits
-    y[1:40:2] = y[0:40:2]
-    meta = pd.DataFrame({
-        "split": ["train"] * len(y) + ["test"] * len(Xt),
-        "row": list(range(len(y))) + list(range(len(Xt))),
-        "id": ids + [f"x{i}" for i in range(len(Xt))],
-        "label": [LABELS[c] for c in y] + [None] * len(Xt),
-        "object_id": obj + [f"x{i}" for i in range(len(Xt))],
-    })
-    meta.to_parquet(out / "meta.parquet")
-    make_folds(meta[meta.split == "train"].reset_index(drop=True), 3, 0).to_csv(root / "folds.csv", index=False)
-    return root
+    return write_prepared(tmp_path_factory.mktemp("prep"), X, y, Xt, k=3)
 
 
 def params_for(root, **variants) -> TrainParams:

@@ -1,6 +1,6 @@
 """A smoke `dvc repro` of the whole pipeline on a tiny params set, in a temporary git repo.
 
-mock → prepare → folds → train@cnn, train@lgbm; then `spectraforge predict` with the trained
+mock → prepare → folds → train@cnn, train@lgbm, generate@gauss, generate@glow; then `spectraforge predict` with the trained
 fold models on the real spectra of ../shared/real (when present).
 """
 import json
@@ -37,7 +37,8 @@ def tiny_repo(tmp_path_factory, repo_root):
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(repo_root / name, work / name)
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    params["mock"].update(n_train=80, n_test=24, fits_fraction=0.25, repeat_fraction=0.5)
+    params["mock"].update(n_train=80, n_test=24, fits_fraction=0.25, repeat_fraction=0.5,
+                          class_mix={"star": 0.4, "galaxy": 0.2, "qso": 0.2, "unknown": 0.2})
     params["prepare"].update(n_jobs=2, chunk_size=16)
     params["folds"]["k"] = 3
     cnn = params["train"]["variants"]["cnn"]
@@ -45,6 +46,11 @@ def tiny_repo(tmp_path_factory, repo_root):
     cnn["fit"].update(phase1={"epochs": 2, "steps": 3, "lr": 0.001, "loss": "crossentropy"},
                       phase2={"epochs": 1, "steps": 2, "lr": 0.0001, "loss": "macro_f1"}, batch_size=32)
     params["train"]["variants"]["lgbm"]["lgbm"].update(n_estimators=20, n_pca=4)
+    gen = params["generate"]
+    gen.update(generators=["gauss", "glow"], target={"galaxy": 1.0, "qso": 1.0}, quality={"embedding": 4, "k": 3, "plot_fold": 0, "plot_examples": 2})
+    gen["variants"]["gauss"]["n_components"] = 6
+    gen["variants"]["glow"].update(n_components=6, flow={"recipe": "glow", "n_levels": 1, "steps": 2,
+                                                         "hidden": [16], "epochs": 3, "batch_size": 32})
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], work)
     run(["dvc", "init", "-q"], work)
@@ -63,6 +69,19 @@ def test_repro_writes_every_output(tiny_repo):
         assert (work / rel).exists(), rel
     fits = list((work / "data/raw/mock/fits").iterdir())
     assert any(f.name.endswith(".gz") for f in fits) and any(f.name.endswith(".fits") for f in fits)
+
+
+def test_generators_write_synthetic_spectra_per_fold(tiny_repo):
+    work, _ = tiny_repo
+    folds = pd.read_csv(work / "data/folds.csv", dtype={"id": str})
+    for name in ("gauss", "glow"):
+        metrics = json.loads((work / f"reports/metrics/generate_{name}.json").read_text())
+        n = 0
+        for k in range(3):
+            z = np.load(work / f"data/synthetic/{name}/fold{k}.npz")
+            assert not set(z["fit_ids"]) & set(folds.loc[folds.fold == k, "id"])
+            n += len(z["flux"])
+        assert n == metrics["n_synthetic"] > 0
 
 
 def test_counts_add_up(tiny_repo):
@@ -131,7 +150,7 @@ def test_oof_covers_every_training_spectrum_once(tiny_repo):
 def test_dvc_metrics_and_plots_render(tiny_repo):
     work, _ = tiny_repo
     shown = run(["dvc", "metrics", "show"], work).stdout
-    assert "macro_f1" in shown and "train_prepared" in shown
+    assert "macro_f1" in shown and "train_prepared" in shown and "nll_bpd" in shown
     run(["dvc", "plots", "show", "-o", "plots_html"], work)
     assert (work / "plots_html" / "index.html").exists()
 

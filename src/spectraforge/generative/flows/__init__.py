@@ -1,0 +1,1 @@
+"""Normalizing flows: bijective layers, NICE / RealNVP / Glow recipes, the flow feature model."""
