@@ -171,6 +171,9 @@ GEN = {
     "gauss": GeneratorSpec(kind="gauss", n_components=6),
     "flow": GeneratorSpec(kind="flow", n_components=6, flow={
         "recipe": "glow", "n_levels": 1, "steps": 2, "hidden": [16], "epochs": 5, "batch_size": 64}),
+    "pixel_flow": GeneratorSpec(kind="flow", space="pixel", residual="none", flow={
+        "recipe": "realnvp", "conditioner": "conv", "filters": 8, "n_levels": 2, "steps": 1, "epochs": 3,
+        "batch_size": 64}),
 }
 
 
@@ -209,7 +212,8 @@ def test_stage_writes_honest_counted_outputs(name, runs, prepared):
         val_ids = set(folds.loc[folds.fold == k, "id"])
         assert set(z["fit_ids"]) == set(train["id"])  # fitted on exactly the training part
         assert not val_ids & set(z["fit_ids"]) and not val_ids & set(z["parent"])
-        assert set(z["parent"]) <= set(train["id"])  # residual donors: training spectra only
+        assert set(z["parent"]) - {""} <= set(train["id"])  # residual donors: training spectra only
+        assert (z["parent"] != "").all() == (GEN[name].residual == "bootstrap")
         have = train["label"].value_counts()
         for label in ("galaxy", "qso"):
             assert (z["label"] == label).sum() == max(0, round(0.4 * have.max()) - have.get(label, 0))

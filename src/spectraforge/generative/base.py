@@ -207,10 +207,11 @@ class SpectrumGenerator:
     components do not hold.
 
     The envelope guard: a flow's inverse or a GAN can map a rare draw far outside the data
-    (exp of a coupling scale compounding over layers). A sample whose feature j leaves the
-    class's training range widened by ``envelope`` about the class median,
-    [m_j − e·(m_j − min_j), m_j + e·(max_j − m_j)], or that is not finite, is redrawn (at
-    most ``max_redraws`` rounds, then an error). ``rejected`` counts them, and the stage
+    (exp of a coupling scale compounding over layers). With m_j, s_j the class's training
+    median and standard deviation of feature j, a row's reach is t = max_j |z_j − m_j| / s_j;
+    R is the largest reach of a training row of the class. A sample with t > ``envelope``·R,
+    or not finite, is redrawn (at most ``max_redraws`` rounds, then an error). One scalar per
+    class, so the guard does not trim the tails of a well-fitted model in many dimensions. ``rejected`` counts them, and the stage
     reports the share, so a generator that needs the guard shows it. ``envelope=0`` turns
     the guard off.
     """
@@ -239,9 +240,9 @@ class SpectrumGenerator:
         self._y = y
         self._box = {}
         for c in np.unique(y):
-            zc = Z[y == c]
-            med, lo, hi = np.median(zc, axis=0), zc.min(axis=0), zc.max(axis=0)
-            self._box[int(c)] = (med - self.envelope * (med - lo), med + self.envelope * (hi - med))
+            zc = Z[y == c].astype(np.float64)
+            med, sd = np.median(zc, axis=0), zc.std(axis=0) + 1e-6
+            self._box[int(c)] = (med, sd, float(np.abs((zc - med) / sd).max()))
         if self.residual == "bootstrap":
             self._residuals = (S - self.space.decode_squashed(Z)).astype(np.float32)
         return self
@@ -277,9 +278,11 @@ class SpectrumGenerator:
         Z = self.model.sample(y, seed=seed, temperature=self.temperature)
         if not self.envelope:
             return Z
-        lo, hi = self._box[label]
+        med, sd, reach = self._box[label]
         for attempt in range(1, self.max_redraws + 1):
-            bad = ~(np.isfinite(Z) & (Z >= lo) & (Z <= hi)).all(axis=1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                t = np.abs((Z - med) / sd).max(axis=1)
+            bad = ~(np.isfinite(t) & (t <= self.envelope * reach))
             if not bad.any():
                 return Z
             self.rejected += int(bad.sum())

@@ -47,7 +47,7 @@ class GeneratorSpec:
     residual: str = "bootstrap"  # bootstrap (pca only) | none
     squash: str = "asinh"  # asinh | none: elementwise flux transform before the space
     temperature: float = 1.0
-    envelope: float = 1.5  # redraw samples outside the class's training range widened this much; 0 = off
+    envelope: float = 1.5  # redraw samples reaching beyond this × the class's farthest training row; 0 = off
     flow: dict = field(default_factory=dict)  # FlowConfig fields
     gan: dict = field(default_factory=dict)  # GANConfig fields
     gauss: dict = field(default_factory=dict)  # GaussianConfig fields
