@@ -291,6 +291,8 @@ def _summarise(name: str, spec: GeneratorSpec, per_fold: list) -> dict:
         cols = [c for c in df.columns if c.startswith(f"{key}_") and not c.endswith("_real")]
         if cols:
             metrics[key] = float(np.nanmean([metrics[c] for c in cols]))
+            for _, r in df.iterrows():  # per fold, averaged over the sampled classes
+                metrics[f"fold{int(r['fold'])}_{key}"] = float(np.nanmean(r[cols].to_numpy(float)))
     return metrics
 
 
