@@ -34,6 +34,13 @@ from spectraforge.io.spectrum import LABELS
 K = len(LABELS)
 
 
+def by_class(y):
+    """(class code, row indices) for every class present in ``y``, in code order."""
+    y = np.asarray(y)
+    for c in np.unique(y):
+        yield int(c), np.flatnonzero(y == c)
+
+
 class FeatureModel(ABC):
     """A class-conditional model of feature vectors (see module docstring)."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spectraforge.generative.base import FeatureModel
+from spectraforge.generative.base import FeatureModel, by_class
 from spectraforge.params import require
 
 
@@ -56,9 +56,8 @@ class GaussianModel(FeatureModel):
         Z = np.asarray(Z, np.float64)
         y = np.asarray(y, np.int64)
         out = np.zeros(len(y))
-        for c in np.unique(y):
-            rows = np.flatnonzero(y == c)
-            mean, chol = self._get(int(c))
+        for c, rows in by_class(y):
+            mean, chol = self._get(c)
             w = np.linalg.solve(chol, (Z[rows] - mean).T)  # L⁻¹ (z − μ)
             out[rows] = (-0.5 * (w * w).sum(axis=0) - np.log(np.diag(chol)).sum()
                          - 0.5 * self.dim * math.log(2 * math.pi))
@@ -67,9 +66,8 @@ class GaussianModel(FeatureModel):
     def sample(self, y, seed: int = 0, temperature: float = 1.0):
         y = np.asarray(y, np.int64)
         out = np.zeros((len(y), self.dim), np.float32)
-        for c in np.unique(y):
-            rows = np.flatnonzero(y == c)
-            mean, chol = self._get(int(c))
-            eps = np.random.default_rng([seed, int(c)]).standard_normal((len(rows), self.dim))
+        for c, rows in by_class(y):
+            mean, chol = self._get(c)
+            eps = np.random.default_rng([seed, c]).standard_normal((len(rows), self.dim))
             out[rows] = mean + temperature * eps @ chol.T
         return out

@@ -44,12 +44,6 @@ class SplitPrior(keras.layers.Layer):
         c = p.shape[-1] // 2
         return p[..., :c], p[..., c:]
 
-    def split(self, x, cond):
-        c = self.kept_shape[1]
-        h, z = x[..., :c], x[..., c:]
-        mean, log_std = self._params(h, cond)
-        return h, z, gaussian_log_prob(z, mean, log_std)
-
     def merge(self, h, z):
         return ops.concatenate([h, z], axis=-1)
 
@@ -111,9 +105,9 @@ class Flow(keras.Model):
             yield self.bijectors[start : start + size]
             start += size
 
-    def forward(self, x, cond=None):
-        """x → (latent parts, log|det ∂f/∂x|); parts are the factored-out halves, then the top."""
-        h, logdet, zs = x, 0.0, []
+    def _run(self, x, cond):
+        """x → (latent parts, kept halves at each split, log-determinant)."""
+        h, logdet, zs, kept = x, 0.0, [], []
         levels = list(self._levels())
         for i, level in enumerate(levels):
             for b in level:
@@ -123,7 +117,13 @@ class Flow(keras.Model):
                 c = self.priors[i].kept_shape[1]
                 zs.append(h[..., c:])
                 h = h[..., :c]
+                kept.append(h)
         zs.append(h)
+        return zs, kept, logdet
+
+    def forward(self, x, cond=None):
+        """x → (latent parts, log|det ∂f/∂x|); parts are the factored-out halves, then the top."""
+        zs, _, logdet = self._run(x, cond)
         return zs, logdet
 
     def inverse(self, zs, cond=None):
@@ -138,16 +138,11 @@ class Flow(keras.Model):
 
     def log_prob(self, x, cond=None):
         """log p(x | y) in nats per example."""
-        h, total = x, 0.0
-        levels = list(self._levels())
-        for i, level in enumerate(levels):
-            for b in level:
-                h, ld = b.forward(h, cond)
-                total = total + ld
-            if i < len(levels) - 1:
-                h, _, lp = self.priors[i].split(h, cond)
-                total = total + lp
-        return total + self.top.log_prob(h, cond)
+        zs, kept, total = self._run(x, cond)
+        for prior, h, z in zip(self.priors, kept, zs):
+            mean, log_std = prior._params(h, cond)
+            total = total + gaussian_log_prob(z, mean, log_std)
+        return total + self.top.log_prob(zs[-1], cond)
 
     def sample_from_noise(self, noise, cond=None, temperature: float = 1.0):
         """Samples from standard-normal ``noise`` (one array per latent part, as latent_shapes)."""

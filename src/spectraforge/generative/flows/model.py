@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spectraforge.generative.base import K, FeatureModel
+from spectraforge.generative.base import K, FeatureModel, by_class
 from spectraforge.params import require
 
 
@@ -207,22 +207,20 @@ class FlowModel(FeatureModel):
         y = np.asarray(y, np.int64)
         Z = self._standardise(np.asarray(Z, np.float32), y)[:, :, None]
         out = np.zeros(len(y))
-        for c in np.unique(y):
-            rows = np.flatnonzero(y == c)
-            flow, cond = self._flow_and_cond(int(c), len(rows))
+        for c, rows in by_class(y):
+            flow, cond = self._flow_and_cond(c, len(rows))
             for i in range(0, len(rows), 2048):
                 r = rows[i : i + 2048]
                 out[r] = np.asarray(flow.log_prob(Z[r], cond[i : i + 2048]))
-            out[rows] -= np.log(self.scale[int(c)]).sum()
+            out[rows] -= np.log(self.scale[c]).sum()
         return out
 
     def sample(self, y, seed: int = 0, temperature: float = 1.0):
         y = np.asarray(y, np.int64)
         out = np.zeros((len(y), self.dim), np.float32)
-        for c in np.unique(y):
-            rows = np.flatnonzero(y == c)
-            flow, cond = self._flow_and_cond(int(c), len(rows))
-            noise = flow.noise(len(rows), np.random.default_rng([seed, int(c)]))
+        for c, rows in by_class(y):
+            flow, cond = self._flow_and_cond(c, len(rows))
+            noise = flow.noise(len(rows), np.random.default_rng([seed, c]))
             u = np.asarray(flow.sample_from_noise(noise, cond, temperature))[:, :, 0]
-            out[rows] = u * self.scale[int(c)] + self.loc[int(c)]
+            out[rows] = u * self.scale[c] + self.loc[c]
         return out
