@@ -1,6 +1,9 @@
 """Sample quality of every generator on the default mock, from the metrics `make run` wrote.
 
-    make run && python benchmarks/generators.py
+    make run && python benchmarks/generators.py [--extra rasgan,hinge_oneloss]
+
+``--extra`` adds variants defined in params.yaml but not in the default `generators` list,
+from their metrics files (run them with `dvc exp run -S 'generate.generators=[...]'`).
 
 Per generator: held-out NLL against the Gaussian baseline (density models), and the
 fold-mean and per-fold sample-quality figures against the folds' validation spectra, with
@@ -8,6 +11,7 @@ the floor that real training spectra reach on the same figures.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -23,8 +27,11 @@ def _fmt(m: dict, key: str, spec: str = ".3f") -> str:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--extra", default="", help="comma-separated variants outside the default list")
+    args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]
-    names = params["generators"]
+    names = params["generators"] + [n for n in args.extra.split(",") if n]
     ms = {n: json.loads((ROOT / "reports" / "metrics" / f"generate_{n}.json").read_text()) for n in names}
     classes = list(params["target"])
     k = max(int(key[4:].split("_")[0]) for m in ms.values() for key in m if key.startswith("fold")) + 1
@@ -32,7 +39,8 @@ def main() -> None:
         "## Generators on the default mock: likelihood and sample quality",
         "",
         f"Run {stamp()}.",
-        "Command: `make run && python benchmarks/generators.py` (default params.yaml: "
+        f"Command: `make run && python benchmarks/generators.py{' --extra ' + args.extra if args.extra else ''}` "
+        "(default params.yaml: "
         f"targets {', '.join(f'{c} {v}' for c, v in params['target'].items())} ({params['target_mode']}), "
         f"{k} folds, each generator fitted on the fold's training part). Held-out = the fold's validation "
         f"spectra of {', '.join(classes)}. NLL in bits/dim of each generator's PCA space; FD, precision, recall "

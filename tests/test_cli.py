@@ -25,6 +25,15 @@ def test_summary_prints_score_table(tmp_path, capsys):
     assert main(["summary", "--metrics-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "train_listed=3" in out and "Out-of-fold scores" in out and "0.5000" in out
+    (tmp_path / "generate_glow.json").write_text(json.dumps({"n_synthetic": 12, "nll_bpd": 2.5, "nll_bpd_gauss": 3.0,
+                                                             "fd": 40.0, "precision": 0.8, "recall": 0.7, "c2st": 0.55}))
+    (tmp_path / "generate_gan.json").write_text(json.dumps({"n_synthetic": 9, "fd": 80.0, "precision": 0.7,
+                                                            "recall": 0.2, "c2st": 0.9}))
+    assert main(["summary", "--metrics-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("glow", "gan "))}
+    assert rows["glow"][1:4] == ["12", "2.500", "3.000"] and rows["gan"][2] == "nan"
+    assert "generate_glow:" not in out  # a table row, not a raw dump
     assert main(["summary", "--metrics-dir", str(tmp_path / "none")]) == 1
 
 

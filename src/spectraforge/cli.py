@@ -30,7 +30,7 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    """Print the pipeline's counts, then the out-of-fold score table of every model."""
+    """Print the pipeline's counts, the generators' figures, then the out-of-fold score table."""
     from spectraforge.io.spectrum import LABELS
 
     root = Path(args.metrics_dir)
@@ -38,13 +38,26 @@ def _cmd_summary(args) -> int:
     if not files:
         print(f"no metrics in {root}: run `dvc repro` first", file=sys.stderr)
         return 1
-    scores = {}
+    scores, generators = {}, {}
     for f in files:
         data = json.loads(f.read_text())
         if "macro_f1" in data:
             scores[f.stem] = data
             continue
+        if f.stem.startswith("generate_"):
+            generators[f.stem.removeprefix("generate_")] = data
+            continue
         print(f"{f.stem}: " + "  ".join(f"{k}={v}" for k, v in data.items()))
+    if generators:
+        head = (f"{'generator':<14} {'synthetic':>9} {'NLL b/dim':>9} {'Gaussian':>9} {'FD':>7} "
+                f"{'precision':>9} {'recall':>7} {'C2ST':>6}")
+        print("\nGenerators (held-out folds; FD, precision, recall, real-vs-synthetic accuracy C2ST)\n"
+              + head + "\n" + "-" * len(head))
+        nan = float("nan")
+        for name, m in generators.items():
+            print(f"{name:<14} {m.get('n_synthetic', 0):>9} {m.get('nll_bpd', nan):>9.3f} "
+                  f"{m.get('nll_bpd_gauss', nan):>9.3f} {m.get('fd', nan):>7.1f} {m.get('precision', nan):>9.2f} "
+                  f"{m.get('recall', nan):>7.2f} {m.get('c2st', nan):>6.2f}")
     if scores:
         head = f"{'model':<12} {'OOF macro-F1':>12} {'95% CI':>17} " + " ".join(f"{'F1 ' + c:>10}" for c in LABELS)
         print("\nOut-of-fold scores\n" + head + "\n" + "-" * len(head))
