@@ -60,14 +60,9 @@ class TrainParams:
 
 
 def load_train_params(path="params.yaml") -> TrainParams:
-    from spectraforge.params import load_params
+    from spectraforge.params import load_with_variants
 
-    data = dict(load_params(path).get("train", {}))
-    variants = data.pop("variants", {}) or {}
-    params = build_dataclass(TrainParams, data, "train")
-    params.variants = {n: build_dataclass(ModelSpec, v, f"train.variants.{n}") for n, v in variants.items()}
-    params.validate()
-    return params
+    return load_with_variants("train", TrainParams, ModelSpec, path)
 
 
 def model_configs(spec: ModelSpec, name: str):

@@ -195,6 +195,25 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return data
 
 
+def load_with_variants(section: str, params_cls, spec_cls, path: str | Path = "params.yaml"):
+    """A section whose ``variants`` map names to specs of one dataclass (``train``, ``generate``).
+
+    The section's own keys build ``params_cls``, each variant a ``spec_cls``; both are
+    validated (a spec only if it has ``validate``), errors naming the full key.
+    """
+    data = dict(load_params(path).get(section, {}) or {})
+    variants = data.pop("variants", {}) or {}
+    if not isinstance(variants, dict):
+        raise ParamsError(f"params: {section}.variants: expected a mapping of names to settings")
+    params = build_dataclass(params_cls, data, section)
+    params.variants = {n: build_dataclass(spec_cls, v, f"{section}.variants.{n}") for n, v in variants.items()}
+    params.validate(section)
+    for n, spec in params.variants.items():
+        if hasattr(spec, "validate"):
+            spec.validate(f"{section}.variants.{n}")
+    return params
+
+
 def load_section(name: str, path: str | Path = "params.yaml"):
     """The validated params of one stage section."""
     if name not in SECTIONS:

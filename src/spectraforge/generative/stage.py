@@ -32,7 +32,7 @@ import pandas as pd
 from spectraforge.data import label_index, load_prepared
 from spectraforge.generative.base import SpectrumGenerator, make_space
 from spectraforge.io.spectrum import LABELS
-from spectraforge.params import build_dataclass, load_params, require
+from spectraforge.params import build_dataclass, load_with_variants, require
 
 KINDS = ("gauss", "flow", "gan")
 
@@ -101,14 +101,7 @@ class GenerateParams:
 
 
 def load_generate_params(path="params.yaml") -> GenerateParams:
-    data = dict(load_params(path).get("generate", {}))
-    variants = data.pop("variants", {}) or {}
-    params = build_dataclass(GenerateParams, data, "generate")
-    params.variants = {n: build_dataclass(GeneratorSpec, v, f"generate.variants.{n}") for n, v in variants.items()}
-    params.validate()
-    for n, spec in params.variants.items():
-        spec.validate(f"generate.variants.{n}")
-    return params
+    return load_with_variants("generate", GenerateParams, GeneratorSpec, path)
 
 
 def feature_model(spec: GeneratorSpec, name: str):
