@@ -87,6 +87,19 @@ def _cmd_predict(args) -> int:
     return 0 if len(out) else 1
 
 
+def _cmd_validate_submission(args) -> int:
+    """Check a submission CSV against the test index; exit 1 with the reasons if it fails."""
+    from spectraforge.submission import SubmissionError, read_test_ids, validate_file
+
+    try:
+        n = validate_file(args.file, read_test_ids(args.index))
+    except SubmissionError as exc:
+        print(f"invalid submission: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid ({n} rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectraforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print the pipeline's metrics")
     p.add_argument("--metrics-dir", default="reports/metrics")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("validate-submission", help="check a submission CSV (id,type) against the test index")
+    p.add_argument("file")
+    p.add_argument("--index", required=True, help="the test index CSV (column id)")
+    p.set_defaults(func=_cmd_validate_submission)
 
     p = sub.add_parser("gallery", help="PNG of mock spectra per class next to real spectra")
     p.add_argument("--real", default="../shared/real", help="folder with lamost/ and sdss/ real spectra")
