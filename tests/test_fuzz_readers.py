@@ -1,0 +1,153 @@
+"""Property-based fuzzing of the readers: mutated real and mock files, random bytes.
+
+Whatever the bytes, ``read_spectrum`` either returns a spectrum that honours the contract
+(ascending finite wavelengths, matching lengths, a boolean mask, an id) or raises
+``SpectrumReadError`` naming the file, within a few seconds; the Tianchi zip reader yields a
+spectrum or a ``SpectrumReadError`` per index entry. A few hundred examples here; more with
+``HYPOTHESIS_PROFILE=fuzz`` (10 000, see README "Development").
+"""
+import gzip
+import os
+import signal
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spectraforge.io import (
+    IndexEntry, Spectrum, SpectrumReadError, read_spectrum, read_tianchi_entries, write_lamost_fits,
+)
+
+settings.register_profile("ci", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=10_000, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+SECONDS = 10  # a read that takes longer than this counts as a hang
+
+
+def _seeds(tmp: Path) -> list[bytes]:
+    """Valid files to mutate: the project's own LAMOST writer (both layouts, gzipped or not),
+    a Tianchi txt, and the real LAMOST and SDSS files when ../shared/real is present."""
+    n = 3909
+    wave = 10.0 ** (3.5682 + 1e-4 * np.arange(n))
+    spec = Spectrum(wave=wave, flux=np.linspace(50, 150, n).astype(np.float32),
+                    ivar=np.full(n, 0.1, np.float32), mask=np.zeros(n, bool),
+                    meta={"id": "7", "label": "star", "z": 0.0, "snr": 10.0})
+    out = []
+    for layout in ("image", "table"):
+        for gz in (False, True):
+            path = tmp / f"seed_{layout}{'.fits.gz' if gz else '.fits'}"
+            write_lamost_fits(spec, path, layout=layout, gzip=gz)
+            out.append(path.read_bytes())
+    out.append(",".join(f"{v:.4f}" for v in np.linspace(0.5, 1.5, 2600)).encode())
+    if REAL.is_dir():
+        real = sorted(p for p in REAL.rglob("*.fits*"))
+        out += [p.read_bytes() for p in real[:6]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return _seeds(tmp_path_factory.mktemp("seeds"))
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):  # pragma: no cover - only on a hang
+    raise _Hang()
+
+
+def _read_within_time(path):
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(SECONDS)
+    try:
+        return read_spectrum(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _check(path: Path) -> None:
+    try:
+        spec = _read_within_time(path)
+    except SpectrumReadError as exc:
+        assert exc.path == str(path) and exc.reason
+        return
+    except _Hang:  # pragma: no cover - a finding
+        pytest.fail(f"read_spectrum took over {SECONDS} s on {path.name} ({path.stat().st_size} bytes)")
+    # a mutation that still reads must still honour the contract
+    assert isinstance(spec, Spectrum)
+    n = len(spec.wave)
+    assert n > 0 and len(spec.flux) == len(spec.ivar) == len(spec.mask) == n
+    assert np.isfinite(spec.wave).all() and (np.diff(spec.wave) > 0).all()
+    assert spec.mask.dtype == bool and str(spec.meta.get("id", ""))
+
+
+def _mutate(blob: bytes, ops) -> bytes:
+    data = bytearray(blob)
+    for kind, where, value in ops:
+        if not data:
+            break
+        i = where % len(data)
+        if kind == "flip":
+            data[i] ^= 1 << (value % 8)
+        elif kind == "byte":
+            data[i] = value % 256
+        elif kind == "cut":
+            del data[i:]
+        elif kind == "insert":
+            data[i:i] = bytes([value % 256]) * (1 + value % 80)
+        elif kind == "digits":  # rewrite a header value: FITS cards are ASCII numbers
+            data[i:i + 8] = str(value).encode()[:8].ljust(8)
+    return bytes(data)
+
+
+MUTATIONS = st.lists(st.tuples(st.sampled_from(["flip", "byte", "cut", "insert", "digits"]),
+                               st.integers(0, 2**31), st.integers(0, 2**40)), min_size=1, max_size=6)
+
+
+@given(index=st.integers(0, 1000), ops=MUTATIONS, gz=st.booleans())
+def test_mutated_files_raise_only_spectrum_read_error(seeds, tmp_path, index, ops, gz):
+    blob = seeds[index % len(seeds)]
+    if gz and blob[:2] == b"\x1f\x8b":  # mutate inside the compression too
+        blob = gzip.compress(_mutate(gzip.decompress(blob), ops))
+    else:
+        blob = _mutate(blob, ops)
+    suffix = ".txt" if not blob.startswith((b"SIMPLE", b"\x1f\x8b")) and index % 2 else ".fits"
+    path = tmp_path / f"m{suffix}"
+    path.write_bytes(blob)
+    _check(path)
+
+
+@given(blob=st.binary(max_size=20_000), suffix=st.sampled_from([".fits", ".fits.gz", ".txt", ".txt.gz", ""]))
+def test_random_bytes_raise_only_spectrum_read_error(tmp_path, blob, suffix):
+    path = tmp_path / f"r{suffix}"
+    path.write_bytes(blob)
+    _check(path)
+
+
+@given(ops=MUTATIONS)
+@settings(max_examples=int(os.environ.get("FUZZ_ZIP_EXAMPLES", 60)))
+def test_mutated_tianchi_zip_yields_spectrum_or_error_per_entry(tmp_path, ops):
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3):
+            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(_mutate(src.read_bytes(), ops))
+    entries = [IndexEntry(id=str(i), label="star", member=f"train/{i}.txt") for i in range(3)]
+    try:
+        out = read_tianchi_entries(bad, entries)
+    except SpectrumReadError:
+        return  # the whole source unreadable: one clear error
+    assert len(out) == 3
+    for item in out:
+        assert isinstance(item, (Spectrum, SpectrumReadError))
