@@ -33,8 +33,7 @@ def main() -> None:
     from spectraforge.crossval import fold_rows
     from spectraforge.data import label_index, load_prepared
     from spectraforge.generative.base import SpectrumGenerator, make_space
-    from spectraforge.generative.gaussian import GaussianModel
-    from spectraforge.generative.stage import feature_model, load_generate_params, sample_counts
+    from spectraforge.generative.stage import feature_model, fold_nll, load_generate_params, sample_counts
     from spectraforge.io.spectrum import LABELS
 
     params = load_generate_params(ROOT / "params.yaml")
@@ -50,7 +49,6 @@ def main() -> None:
         X_tr, X_va = np.asarray(data.train[tr], np.float32), np.asarray(data.train[va], np.float32)
         counts, _ = sample_counts(y[tr], params.target, params.target_mode, params.min_train)
         classes = sorted(counts)
-        held = np.isin(y[va], classes)
         for name in names:
             for conditioning in ("label", "per_class"):
                 spec = copy.deepcopy(params.variants[name])
@@ -66,12 +64,10 @@ def main() -> None:
                 for c in classes:
                     gen.sample(c, args.n_sample // len(classes), seed=k)
                 sample_rate = args.n_sample / (time.perf_counter() - t0)
-                base = GaussianModel().fit(gen.space.encode(X_tr), y[tr])
-                lp = base.log_prob(gen.space.encode(X_va[held]), y[va][held]) + gen.space.log_det
+                nll = fold_nll(gen, y[tr], X_va, y[va], classes)
                 rows.append({
                     "fold": k, "flow": name, "conditioning": conditioning, "fit_s": fit_s,
-                    "samples_per_s": sample_rate, "nll": gen.bits_per_dim(X_va[held], y[va][held]),
-                    "nll_gauss": float(-lp.mean() / (gen.space.dim * np.log(2))),
+                    "samples_per_s": sample_rate, "nll": nll["nll_bpd"], "nll_gauss": nll["nll_bpd_gauss"],
                     "rejected": gen.rejected / (gen.rejected + args.n_sample),
                     "epochs": len([h for h in model.history]),
                 })

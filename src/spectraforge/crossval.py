@@ -27,7 +27,7 @@ import pandas as pd
 from spectraforge.data import label_index, load_prepared
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
-from spectraforge.params import ParamsError, build_dataclass, require
+from spectraforge.params import ParamsError, build_dataclass, require, require_variants
 
 PROBA_COLUMNS = [f"p_{c}" for c in LABELS]
 KINDS = ("cnn", "lgbm")
@@ -55,8 +55,7 @@ class TrainParams:
 
     def validate(self, key: str = "train") -> None:
         require(self.threads >= 1, f"{key}.threads", f"must be >= 1, got {self.threads}")
-        for name in self.models:
-            require(name in self.variants, f"{key}.models", f"'{name}' has no section under {key}.variants")
+        require_variants(self.models, self.variants, key, "models")
 
 
 def load_train_params(path="params.yaml") -> TrainParams:

@@ -195,6 +195,12 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return data
 
 
+def require_variants(names, variants: dict, key: str, list_key: str) -> None:
+    """Every name in ``key.list_key`` must have a section under ``key.variants``."""
+    for name in names:
+        require(name in variants, f"{key}.{list_key}", f"'{name}' has no section under {key}.variants")
+
+
 def load_with_variants(section: str, params_cls, spec_cls, path: str | Path = "params.yaml"):
     """A section whose ``variants`` map names to specs of one dataclass (``train``, ``generate``).
 

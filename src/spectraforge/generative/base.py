@@ -41,6 +41,46 @@ def by_class(y):
         yield int(c), np.flatnonzero(y == c)
 
 
+class ClassScaler:
+    """Per-class standardisation of features: z' = (z − μ_y) / σ_y, fitted on training rows.
+
+    An exact affine map per class, so a model of z' gives a model of z with
+    log p(z | y) = log p(z' | y) − Σ log σ_y (:meth:`log_det`). Flows and GANs use it to
+    learn the shape of each class, not its location and scale.
+    """
+
+    def fit(self, Z, y) -> "ClassScaler":
+        Z = np.asarray(Z, np.float64)
+        self.loc, self.scale = {}, {}
+        for c, rows in by_class(y):
+            self.loc[c] = Z[rows].mean(axis=0)
+            self.scale[c] = Z[rows].std(axis=0) + 1e-3 if len(rows) > 1 else np.ones(Z.shape[1])
+        return self
+
+    def _check(self, c: int) -> None:
+        if c not in self.loc:
+            raise ValueError(f"class {c} was not trained (trained: {sorted(self.loc)})")
+
+    def transform(self, Z, y) -> np.ndarray:
+        out = np.empty(np.shape(Z), np.float32)
+        for c, rows in by_class(y):
+            self._check(c)
+            out[rows] = (np.asarray(Z)[rows] - self.loc[c]) / self.scale[c]
+        return out
+
+    def inverse(self, U, y) -> np.ndarray:
+        out = np.empty(np.shape(U), np.float32)
+        for c, rows in by_class(y):
+            self._check(c)
+            out[rows] = np.asarray(U)[rows] * self.scale[c] + self.loc[c]
+        return out
+
+    def log_det(self, c: int) -> float:
+        """log|det ∂z'/∂z| for class c."""
+        self._check(c)
+        return float(-np.log(self.scale[c]).sum())
+
+
 class FeatureModel(ABC):
     """A class-conditional model of feature vectors (see module docstring)."""
 
@@ -243,6 +283,7 @@ class SpectrumGenerator:
         S = self.space.to_squashed(X)
         self.space.fit_squashed(S)
         Z = self.space.encode_squashed(S)
+        self.features_ = Z  # the training features, for baselines fitted in the same space
         self.model.fit(Z, y, seed=seed)
         self._y = y
         self._box = {}

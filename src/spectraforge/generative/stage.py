@@ -32,7 +32,7 @@ import pandas as pd
 from spectraforge.data import label_index, load_prepared
 from spectraforge.generative.base import SpectrumGenerator, make_space
 from spectraforge.io.spectrum import LABELS
-from spectraforge.params import build_dataclass, load_with_variants, require
+from spectraforge.params import build_dataclass, load_with_variants, require, require_variants
 
 KINDS = ("gauss", "flow", "gan")
 
@@ -96,8 +96,7 @@ class GenerateParams:
         for label, value in self.target.items():
             require(label in LABELS, f"{key}.target.{label}", f"unknown label; valid labels: {', '.join(LABELS)}")
             require(float(value) >= 0, f"{key}.target.{label}", f"must be >= 0, got {value}")
-        for name in self.generators:
-            require(name in self.variants, f"{key}.generators", f"'{name}' has no section under {key}.variants")
+        require_variants(self.generators, self.variants, key, "generators")
 
 
 def load_generate_params(path="params.yaml") -> GenerateParams:
@@ -187,7 +186,7 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
 
         row.update({"fold": int(k), **{f"skipped_{label}": n for label, n in skipped.items()}})
         lab = np.array([LABELS.index(x) for x in syn["label"]], dtype=np.int64)
-        row.update(_fold_nll(gen, X_tr, y_tr, X_va, y_va, list(counts)))
+        row.update(fold_nll(gen, y_tr, X_va, y_va, list(counts)))
         row.update(_fold_quality(X_tr, y_tr, X_va, y_va, syn["flux"], lab, counts, params, seed))
         per_fold.append(row)
         if int(k) == params.quality.plot_fold:
@@ -229,15 +228,15 @@ def _generate_fold(name, spec, X_tr, y_tr, ids_tr, counts, seed):
     return gen, syn, row
 
 
-def _fold_nll(gen, X_tr, y_tr, X_va, y_va, classes) -> dict:
-    """Held-out NLL (bits/dim) of the generator and of the Gaussian baseline in its space."""
+def fold_nll(gen, y_tr, X_va, y_va, classes) -> dict:
+    """Held-out NLL (bits/dim) of a fitted generator and of the Gaussian baseline fitted on
+    the generator's own training features (same space, same whitening); {} for a GAN."""
     held = np.isin(y_va, classes)
     if not (gen.model.has_density and held.any()):
         return {}
     from spectraforge.generative.gaussian import GaussianModel
 
-    # the baseline in the very same fitted space (same components, same whitening)
-    base = GaussianModel().fit(gen.space.encode(X_tr), y_tr)
+    base = GaussianModel().fit(gen.features_, y_tr)
     lp = base.log_prob(gen.space.encode(X_va[held]), y_va[held]) + gen.space.log_det
     return {"nll_bpd": gen.bits_per_dim(X_va[held], y_va[held]),
             "nll_bpd_gauss": float(-lp.mean() / (gen.space.dim * math.log(2)))}

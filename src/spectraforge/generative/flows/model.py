@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spectraforge.generative.base import K, FeatureModel, by_class
+from spectraforge.generative.base import K, ClassScaler, FeatureModel, by_class
 from spectraforge.params import require
 
 
@@ -162,12 +162,8 @@ class FlowModel(FeatureModel):
         Z = np.asarray(Z, np.float32)
         y = np.asarray(y, np.int64)
         self.dim = Z.shape[1]
-        self.loc, self.scale = {}, {}
-        for c in np.unique(y):
-            rows = Z[y == c]
-            self.loc[int(c)] = rows.mean(axis=0)
-            self.scale[int(c)] = rows.std(axis=0) + 1e-3 if len(rows) > 1 else np.ones(self.dim, np.float32)
-        X = self._standardise(Z, y)[:, :, None]
+        self.scaler = ClassScaler().fit(Z, y)
+        X = self.scaler.transform(Z, y)[:, :, None]
         rng = np.random.default_rng(seed)
         self.flows, self.history = {}, []
         if self.cfg.conditioning == "label":
@@ -187,15 +183,6 @@ class FlowModel(FeatureModel):
                 self.history += [{"class": int(c), **h} for h in trainer.history]
         return self
 
-    def _standardise(self, Z, y):
-        out = np.empty_like(Z)
-        for c in np.unique(y):
-            if int(c) not in self.loc:
-                raise ValueError(f"class {int(c)} was not in the training features")
-            rows = y == c
-            out[rows] = (Z[rows] - self.loc[int(c)]) / self.scale[int(c)]
-        return out.astype(np.float32)
-
     def _flow_and_cond(self, c: int, n: int):
         if None in self.flows:
             return self.flows[None], _one_hot(np.full(n, c), K)
@@ -205,14 +192,14 @@ class FlowModel(FeatureModel):
 
     def log_prob(self, Z, y):
         y = np.asarray(y, np.int64)
-        Z = self._standardise(np.asarray(Z, np.float32), y)[:, :, None]
+        Z = self.scaler.transform(np.asarray(Z, np.float32), y)[:, :, None]
         out = np.zeros(len(y))
         for c, rows in by_class(y):
             flow, cond = self._flow_and_cond(c, len(rows))
             for i in range(0, len(rows), 2048):
                 r = rows[i : i + 2048]
                 out[r] = np.asarray(flow.log_prob(Z[r], cond[i : i + 2048]))
-            out[rows] -= np.log(self.scale[c]).sum()
+            out[rows] += self.scaler.log_det(c)
         return out
 
     def sample(self, y, seed: int = 0, temperature: float = 1.0):
@@ -221,6 +208,5 @@ class FlowModel(FeatureModel):
         for c, rows in by_class(y):
             flow, cond = self._flow_and_cond(c, len(rows))
             noise = flow.noise(len(rows), np.random.default_rng([seed, c]))
-            u = np.asarray(flow.sample_from_noise(noise, cond, temperature))[:, :, 0]
-            out[rows] = u * self.scale[c] + self.loc[c]
-        return out
+            out[rows] = np.asarray(flow.sample_from_noise(noise, cond, temperature))[:, :, 0]
+        return self.scaler.inverse(out, y)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from spectraforge.generative.base import FeatureModel, K
+from spectraforge.generative.base import ClassScaler, FeatureModel, K
 from spectraforge.generative.gan import losses as L
 from spectraforge.generative.gan.nets import ARCHITECTURES, CONDITIONINGS, build_nets
 from spectraforge.generative.gan.training import (
@@ -207,11 +207,9 @@ class GANModel(FeatureModel):
             if not keep.any():
                 raise ValueError(f"{self.key}: no training rows of the classes to sample {list(classes)}")
             Z, y = Z[keep], y[keep]
-        self.loc = {int(c): Z[y == c].mean(axis=0) for c in np.unique(y)}
-        self.scale = {int(c): (Z[y == c].std(axis=0) + 1e-3 if (y == c).sum() > 1 else np.ones(self.dim))
-                      for c in np.unique(y)}
+        self.scaler = ClassScaler().fit(Z, y)
         if cfg.standardise:
-            Z = np.stack([(z - self.loc[int(c)]) / self.scale[int(c)] for z, c in zip(Z, y)]).astype(np.float32)
+            Z = self.scaler.transform(Z, y)
         if cfg.balanced:
             counts = np.bincount(y, minlength=K)
             reps = np.where(counts > 0, np.ceil(counts.max() / np.maximum(counts, 1)), 0).astype(int)
@@ -250,12 +248,11 @@ class GANModel(FeatureModel):
         out = [self.nets.generate(tf.constant(z[i:i + batch]), tf.constant(y[i:i + batch])).numpy()
                for i in range(0, y.size, batch)]
         out = np.concatenate(out, 0).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
-        if cfg.standardise:
-            for c in np.unique(y):
-                if int(c) not in self.loc:
-                    raise ValueError(f"{self.key}: class {int(c)} was not trained (trained: {sorted(self.loc)})")
-                rows = y == c
-                out[rows] = out[rows] * self.scale[int(c)] + self.loc[int(c)]
+        if cfg.standardise and y.size:
+            try:
+                out = self.scaler.inverse(out, y)
+            except ValueError as exc:
+                raise ValueError(f"{self.key}: {exc}") from None
         return out
 
     def refine(self, z, y, noise, log_u, temperature: float = 1.0) -> np.ndarray:
