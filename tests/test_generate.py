@@ -176,6 +176,8 @@ GEN = {
         "batch_size": 64}),
     "gan": GeneratorSpec(kind="gan", n_components=6, gan={
         "loss": "rasgan", "g_widths": [16], "d_widths": [16], "steps": 60, "batch_size": 32, "log_every": 20}),
+    "oversample": GeneratorSpec(kind="oversample"),
+    "noise": GeneratorSpec(kind="noise", noise=0.2),
 }
 
 
@@ -226,7 +228,7 @@ def test_stage_writes_honest_counted_outputs(name, runs, prepared):
     assert saved["n_synthetic"] == total == metrics["n_synthetic"]
     for key in ("fd_galaxy", "precision_qso", "recall_galaxy", "c2st_qso", "fd_galaxy_real", "rejected_fraction"):
         assert np.isfinite(saved[key]), key
-    density = GEN[name].kind != "gan"  # a GAN has no likelihood to report
+    density = GEN[name].kind in ("gauss", "flow")  # a GAN or a resampler has no likelihood to report
     for key in ("nll_bpd", "nll_bpd_gauss", "nll_gain_bpd"):
         assert (key in saved) == density, key
     for label in ("galaxy", "qso"):
@@ -254,8 +256,26 @@ def test_rare_class_below_min_train_is_skipped_and_reported(prepared, tmp_path):
     assert m["n_synthetic"] == 0 and m["skipped_galaxy"] == 3 and m["skipped_qso"] == 3
 
 
+def test_oversample_copies_training_spectra_and_noise_scales_with_each_spectrum():
+    from spectraforge.generative.resample import ResampleGenerator
+
+    X, y = _spectra(200, seed=5)
+    ids = np.array([f"t{i}" for i in range(len(X))])
+    by_id = dict(zip(ids, X))
+    syn = ResampleGenerator(0.0).fit(X, y, ids).sample(2, 500, seed=1)
+    assert (syn.labels == 2).all() and set(syn.parents) <= set(ids[y == 2])
+    np.testing.assert_array_equal(syn.flux, np.stack([by_id[p] for p in syn.parents]))
+    k = 0.3
+    syn = ResampleGenerator(k).fit(X, y, ids).sample(1, 400, seed=1)
+    parents = np.stack([by_id[p] for p in syn.parents])
+    ratio = (syn.flux - parents).std(axis=1) / parents.std(axis=1)
+    assert ratio.mean() == pytest.approx(k, rel=0.02)  # x' = x + k·std(x)·N(0, 1), per spectrum
+    with pytest.raises(ValueError, match="galaxy"):
+        ResampleGenerator(0.1).fit(X[y != 1], y[y != 1], ids[y != 1]).sample(1, 3)
+
+
 def test_generator_spec_rejects_bad_values_naming_the_key():
-    with pytest.raises(ParamsError, match=r"v\.kind.*gauss, flow, gan"):
+    with pytest.raises(ParamsError, match=r"v\.kind.*gauss, flow, gan, oversample, noise"):
         GeneratorSpec(kind="vae").validate("v")
     with pytest.raises(ParamsError, match=r"v\.residual.*space: pca"):
         GeneratorSpec(kind="flow", space="pixel", residual="bootstrap").validate("v")
@@ -268,5 +288,7 @@ def test_load_generate_params_reads_the_repo_params(repo_root):
 
     params = load_generate_params(repo_root / "params.yaml")
     for name in params.generators:
-        assert isinstance(feature_model(params.variants[name], name), FeatureModel)
+        spec = params.variants[name]
+        model = feature_model(spec, name)
+        assert model is None if spec.kind in ("oversample", "noise") else isinstance(model, FeatureModel)
     assert all(label in LABELS for label in params.target)

@@ -1,6 +1,7 @@
 """A smoke `dvc repro` of the whole pipeline on a tiny params set, in a temporary git repo.
 
-mock → prepare → folds → train@cnn, train@lgbm, generate@gauss, generate@glow; then `spectraforge predict` with the trained
+mock → prepare → folds → train@cnn, train@lgbm, generate@{oversample,noise,gauss,glow},
+augment@{lgbm,cnn}+..., ensemble, submit, report; then `spectraforge predict` with the trained
 fold models on the real spectra of ../shared/real (when present).
 """
 import json
@@ -51,6 +52,14 @@ def tiny_repo(tmp_path_factory, repo_root):
     gen["variants"]["gauss"]["n_components"] = 6
     gen["variants"]["glow"].update(n_components=6, flow={"recipe": "glow", "n_levels": 1, "steps": 2,
                                                          "hidden": [16], "epochs": 3, "batch_size": 32})
+    gen["generators"] = ["oversample", "noise", "gauss", "glow"]
+    params["augment"]["variants"] = {
+        "lgbm+oversample": {"model": "lgbm", "source": "oversample"},
+        "lgbm+noise": {"model": "lgbm", "source": "noise", "confidence": 0.3},
+        "lgbm+glow": {"model": "lgbm", "source": "glow", "per_class": {"qso": 5}},
+        "cnn+noise": {"model": "cnn", "source": "noise"},
+    }
+    params["ensemble"].update(inputs=["cnn", "lgbm", *params["augment"]["variants"]], resamples=3)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], work)
     run(["dvc", "init", "-q"], work)
@@ -180,6 +189,75 @@ def test_predict_reports_unreadable_inputs_and_goes_on(tiny_repo, tmp_path):
     assert len(pd.read_csv(out)) == 1
     errors = pd.read_csv(tmp_path / "p.errors.csv")
     assert errors["file"].tolist() == [str(bad)] and errors["reason"].str.len().min() > 0
+
+
+AUGMENTED = ("lgbm+oversample", "lgbm+noise", "lgbm+glow", "cnn+noise")
+
+
+def test_augmented_variants_use_their_folds_extras_and_count_them(tiny_repo):
+    work, _ = tiny_repo
+    folds = pd.read_csv(work / "data/folds.csv", dtype={"id": str})
+    for name in AUGMENTED:
+        source = name.split("+")[1]
+        metrics = json.loads((work / f"reports/metrics/{name}.json").read_text())
+        oof = pd.read_parquet(work / f"data/predictions/{name}/oof.parquet")
+        assert sorted(oof["id"]) == sorted(folds["id"])  # OOF rows: real spectra, each once
+        for label in ("galaxy", "qso"):
+            drawn = sum(int((np.load(work / f"data/synthetic/{source}/fold{k}.npz")["label"] == label).sum())
+                        for k in range(3))
+            assert metrics[f"extra_drawn_{label}"] == drawn > 0, (name, label)
+            used, dropped = metrics[f"extra_used_{label}"], (metrics[f"extra_capped_{label}"]
+                                                            + metrics[f"extra_filtered_{label}"])
+            assert used + dropped == drawn, (name, label)  # nothing dropped silently
+    assert json.loads((work / "reports/metrics/lgbm+glow.json").read_text())["extra_used_qso"] <= 15
+
+
+def test_submission_is_valid_named_and_scored(tiny_repo):
+    work, _ = tiny_repo
+    res = run(["spectraforge", "validate-submission", "submissions/latest.csv",
+               "--index", "data/raw/mock/test_index.csv"], work)
+    assert "valid" in res.stdout.lower()
+    side = json.loads((work / "submissions/latest.json").read_text())
+    assert (work / "submissions" / side["file"]).read_text() == (work / "submissions/latest.csv").read_text()
+    ens = json.loads((work / "reports/metrics/ensemble.json").read_text())
+    assert side["oof"]["macro_f1"] == ens["macro_f1"] and 0 <= side["test_macro_f1"] <= 1
+    assert side["n_rows"] == 24 and side["params"]["ensemble"]["inputs"][:2] == ["cnn", "lgbm"]
+
+
+def test_report_has_every_variant_and_the_ablation_plot(tiny_repo):
+    work, _ = tiny_repo
+    html = (work / "reports/report.html").read_text()
+    table = pd.read_csv(work / "reports/plots/ablation.csv")
+    variants = ["cnn", "lgbm", *AUGMENTED, "ensemble"]
+    assert sorted(table["variant"]) == sorted(variants)
+    for name in variants:
+        assert name in html
+    assert html.count("data:image/png;base64,") >= len(variants) and "http://" not in html
+    side = json.loads((work / "submissions/latest.json").read_text())
+    # the report's mock test score of the ensemble is the submission's score
+    assert table.set_index("variant").loc["ensemble", "test_macro_f1"] == pytest.approx(side["test_macro_f1"])
+
+
+def _stale(work) -> set:
+    out = run(["dvc", "status"], work).stdout
+    return {line[:-1] for line in out.splitlines() if line.endswith(":") and not line[0].isspace()}
+
+
+def test_ensemble_param_change_makes_exactly_ensemble_submit_report_stale(tiny_repo):
+    work, _ = tiny_repo
+    path = work / "params.yaml"
+    original = path.read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["ensemble"]["C"] = 0.5
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _stale(work) == {"ensemble", "submit", "report"}
+        params["ensemble"]["method"] = "average"
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _stale(work) == {"ensemble", "submit", "report"}
+    finally:
+        path.write_text(original)
+    assert _stale(work) == set()
 
 
 def test_param_change_reruns_downstream_only(tiny_repo):

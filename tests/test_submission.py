@@ -1,4 +1,7 @@
 """Submission files: every rejection the leaderboard would make, named; atomic, validated writes."""
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +73,83 @@ def test_write_submission_validates_and_replaces_atomically(tmp_path):
         write_submission(TEST_IDS[:3], ["star"] * 3, out, TEST_IDS)
     assert validate_file(out, TEST_IDS) == 4  # the earlier file is untouched
     assert [p.name for p in out.parent.iterdir()] == ["latest.csv"]  # no temporary left behind
+
+
+# ---------------------------------------------------------------------- the submit stage
+
+
+def _stage(tmp_path, n=40, drop=0, truth=True):
+    from spectraforge.io.spectrum import LABELS
+    from spectraforge.submission import SubmitParams
+
+    rng = np.random.default_rng(0)
+    ids = [f"{1000 + i}" for i in range(n)]
+    pd.DataFrame({"id": ids}).to_csv(tmp_path / "test_index.csv", index=False)
+    true = rng.choice(LABELS, n, p=[0.7, 0.1, 0.1, 0.1])
+    pd.DataFrame({"id": ids, "type": true}).to_csv(tmp_path / "truth.csv", index=False)
+    pred = np.where(rng.random(n) < 0.8, true, rng.choice(LABELS, n))
+    P = np.eye(4)[[LABELS.index(c) for c in pred]] * 0.6 + 0.1
+    test = pd.DataFrame(P, columns=[f"p_{c}" for c in LABELS])
+    test.insert(0, "id", ids)
+    test["type"] = pred
+    test.iloc[drop:].to_parquet(tmp_path / "test.parquet", index=False)
+    (tmp_path / "ens.json").write_text('{"macro_f1": 0.75, "f1_qso": 0.5, "method": "stack", "weight_x": 1}')
+    params = SubmitParams(predictions=str(tmp_path / "test.parquet"), oof_metrics=str(tmp_path / "ens.json"),
+                          test_index=str(tmp_path / "test_index.csv"), out_dir=str(tmp_path / "subs"),
+                          truth=str(tmp_path / "truth.csv") if truth else None)
+    return params, ids, true, pred
+
+
+def test_submit_writes_a_valid_named_file_latest_and_sidecar(tmp_path):
+    from datetime import datetime, timezone
+
+    from sklearn.metrics import f1_score
+
+    from spectraforge.submission import run_submit
+
+    params, ids, true, pred = _stage(tmp_path)
+    when = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
+    side = run_submit(params, {"ensemble": {"method": "stack"}}, reports_dir=tmp_path / "rep", now=when)
+    subs = tmp_path / "subs"
+    assert side["file"].startswith("spectraforge-") and side["file"].endswith("-20261125T120000Z.csv")
+    named = (subs / side["file"]).read_text()
+    assert named == (subs / "latest.csv").read_text()
+    assert named.splitlines()[0] == "id,type" and len(named.splitlines()) == 41
+    assert validate_file(subs / "latest.csv", ids) == 40
+    table = pd.read_csv(subs / "latest.csv", dtype=str)
+    assert list(table["type"]) == list(pred)
+    saved = json.loads((subs / "latest.json").read_text())
+    assert saved == json.loads((subs / side["file"].replace(".csv", ".json")).read_text())
+    assert saved["oof"] == {"macro_f1": 0.75, "f1_qso": 0.5, "method": "stack"}
+    assert saved["params"]["ensemble"] == {"method": "stack"} and "git_revision" in saved
+    assert saved["test_macro_f1"] == pytest.approx(f1_score(true, pred, average="macro"))
+    assert saved["test_macro_f1_ci_low"] <= saved["test_macro_f1"] <= saved["test_macro_f1_ci_high"]
+    metrics = json.loads((tmp_path / "rep/metrics/submit.json").read_text())
+    assert metrics["n_rows"] == 40 and metrics["n_filled"] == 0
+    # other params, other name; same params, later run, another name too
+    later = run_submit(params, {"ensemble": {"method": "average"}}, reports_dir=tmp_path / "rep", now=when)
+    assert later["file"].split("-")[1] != side["file"].split("-")[1]
+
+
+def test_submit_fills_quarantined_ids_and_lists_them(tmp_path):
+    from spectraforge.submission import run_submit
+
+    params, ids, _, _ = _stage(tmp_path, drop=3, truth=False)
+    params.fill_missing = "unknown"
+    side = run_submit(params, {}, reports_dir=tmp_path / "rep")
+    assert side["n_filled"] == 3 and side["filled_ids"] == ids[:3]
+    table = pd.read_csv(tmp_path / "subs/latest.csv", dtype=str)
+    assert list(table["type"][:3]) == ["unknown"] * 3 and "test_macro_f1" not in side
+
+
+def test_submit_refuses_predictions_for_ids_outside_the_index(tmp_path):
+    from spectraforge.submission import run_submit
+
+    params, ids, _, _ = _stage(tmp_path)
+    pd.DataFrame({"id": ids[:-1]}).to_csv(tmp_path / "test_index.csv", index=False)
+    with pytest.raises(SubmissionError, match=rf"1 predicted id\(s\) are not in .*test_index\.csv: {ids[-1]}"):
+        run_submit(params, {}, reports_dir=tmp_path / "rep")
+    params.truth = str(tmp_path / "nope.csv")
+    pd.DataFrame({"id": ids}).to_csv(tmp_path / "test_index.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        run_submit(params, {}, reports_dir=tmp_path / "rep")

@@ -31,8 +31,6 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_summary(args) -> int:
     """Print the pipeline's counts, the generators' figures, then the out-of-fold score table."""
-    from spectraforge.io.spectrum import LABELS
-
     root = Path(args.metrics_dir)
     files = sorted(root.glob("*.json"))
     if not files:
@@ -59,13 +57,30 @@ def _cmd_summary(args) -> int:
                   f"{m.get('nll_bpd_gauss', nan):>9.3f} {m.get('fd', nan):>7.1f} {m.get('precision', nan):>9.2f} "
                   f"{m.get('recall', nan):>7.2f} {m.get('c2st', nan):>6.2f}")
     if scores:
-        head = f"{'model':<12} {'OOF macro-F1':>12} {'95% CI':>17} " + " ".join(f"{'F1 ' + c:>10}" for c in LABELS)
-        print("\nOut-of-fold scores\n" + head + "\n" + "-" * len(head))
-        for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["macro_f1"]):
-            ci = f"[{m.get('macro_f1_ci_low', float('nan')):.3f}, {m.get('macro_f1_ci_high', float('nan')):.3f}]"
-            print(f"{name:<12} {m['macro_f1']:>12.4f} {ci:>17} "
-                  + " ".join(f"{m.get('f1_' + c, float('nan')):>10.3f}" for c in LABELS))
+        _print_scores(scores, root.parent / "plots" / "ablation.csv")
     return 0
+
+
+def _print_scores(scores: dict, ablation_csv: Path) -> None:
+    """The OOF score table, best first, with the mock test score when the report computed it."""
+    from spectraforge.io.spectrum import LABELS
+
+    test = {}
+    if ablation_csv.exists():
+        import pandas as pd
+
+        table = pd.read_csv(ablation_csv)
+        test = dict(zip(table["variant"], table["test_macro_f1"]))
+    width = max(12, *(len(n) for n in scores))
+    head = (f"{'model':<{width}} {'OOF macro-F1':>12} {'95% CI':>17} " + " ".join(f"{'F1 ' + c:>10}" for c in LABELS)
+            + f" {'mock test':>9}")
+    print("\nOut-of-fold scores (mock test: the held-apart test labels of the mock survey)\n"
+          + head + "\n" + "-" * len(head))
+    nan = float("nan")
+    for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["macro_f1"]):
+        ci = f"[{m.get('macro_f1_ci_low', nan):.3f}, {m.get('macro_f1_ci_high', nan):.3f}]"
+        print(f"{name:<{width}} {m['macro_f1']:>12.4f} {ci:>17} "
+              + " ".join(f"{m.get('f1_' + c, nan):>10.3f}" for c in LABELS) + f" {test.get(name, nan):>9.4f}")
 
 
 def _cmd_gallery(args) -> int:

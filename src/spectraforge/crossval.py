@@ -109,12 +109,12 @@ class _CNN:
         self.cnn_cfg, self.fit_cfg, self.live_dir = cnn_cfg, fit_cfg, live_dir
         self.history: list = []
 
-    def fit_predict(self, X, y, train_rows, val_rows, k: int):
+    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
         from spectraforge.training import predict_proba, train_fold
 
         live = _live(self.live_dir, k)
         try:
-            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, logger=live)
+            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra, logger=live)
         finally:
             live.end()
         self.model = result.model
@@ -131,13 +131,15 @@ class _LGBM:
         self.cfg, self.wave, self.threads, self.live_dir = cfg, wave, threads, live_dir
         self.history: list = []
 
-    def fit_predict(self, X, y, train_rows, val_rows, k: int):
+    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
         from spectraforge.models.lgbm import SpectrumLGBM
 
         rows = np.sort(train_rows)
         X_val = np.asarray(X[val_rows])
-        self.model = SpectrumLGBM(self.cfg, self.wave, self.threads).fit(
-            np.asarray(X[rows]), y[rows], eval_set=(X_val, y[val_rows]))
+        X_fit, y_fit = np.asarray(X[rows], np.float32), y[rows]
+        if extra is not None and len(extra[1]):
+            X_fit, y_fit = np.concatenate([X_fit, extra[0]]), np.concatenate([y_fit, extra[1]])
+        self.model = SpectrumLGBM(self.cfg, self.wave, self.threads).fit(X_fit, y_fit, eval_set=(X_val, y[val_rows]))
         live = _live(self.live_dir, k)
         for loss in self.model.curve_:  # one step per boosting iteration
             live.log_metric("val_multi_logloss", float(loss))
@@ -156,10 +158,25 @@ def _predict_test(predict, X_test, batch: int = 4096) -> np.ndarray:
     return np.concatenate([predict(np.asarray(X_test[i : i + batch])) for i in range(0, len(X_test), batch)])
 
 
+def score_line(name: str, metrics: dict) -> str:
+    """One printable line: OOF macro-F1 with its interval, per-class F1, extra spectra used."""
+    line = (f"{name}: OOF macro-F1 {metrics['macro_f1']:.4f} [{metrics['macro_f1_ci_low']:.4f}, "
+            f"{metrics['macro_f1_ci_high']:.4f}]  "
+            + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("f1_")))
+    used = [f"{k.removeprefix('extra_used_')} {v}" for k, v in metrics.items() if k.startswith("extra_used_")]
+    return line + (f"  extra spectra used: {', '.join(used)}" if used else "")
+
+
 def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_dir="data/predictions",
-              reports_dir="reports", prepare_params: dict | None = None) -> dict:
-    """Train variant ``name`` on every fold; write models, OOF/test predictions and metrics."""
-    spec = params.variants[name]
+              reports_dir="reports", prepare_params: dict | None = None, spec: ModelSpec | None = None,
+              extras=None) -> dict:
+    """Train variant ``name`` on every fold; write models, OOF/test predictions and metrics.
+
+    ``spec`` defaults to ``params.variants[name]``; ``extras(k, val_ids) -> (flux, labels)``
+    gives fold k's extra training spectra (augment.FoldExtras), with ``extras.summary()``
+    merged into the metrics.
+    """
+    spec = spec if spec is not None else params.variants[name]
     configs = model_configs(spec, name)
     data = load_prepared(params.prepared_dir)
     train_meta, test_meta = data.train_meta, data.test_meta
@@ -182,7 +199,8 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     ks = sorted(np.unique(fold))
     for k in ks:
         train_rows, val_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        val_proba, predict = learner.fit_predict(data.train, y, train_rows, val_rows, k)
+        extra = extras(k, train_meta["id"].astype(str).to_numpy()[val_rows]) if extras is not None else None
+        val_proba, predict = learner.fit_predict(data.train, y, train_rows, val_rows, k, extra)
         oof[val_rows] = val_proba
         test += _predict_test(predict, data.test) / len(ks)
         fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[val_rows], val_proba.argmax(axis=1))
@@ -211,6 +229,8 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     metrics = {"macro_f1": macro_f1(y, pred), "macro_f1_ci_low": lo, "macro_f1_ci_high": hi}
     metrics.update({f"f1_{c}": v for c, v in per_class_f1(y, pred).items()})
     metrics.update(fold_scores)
+    if extras is not None:
+        metrics.update(extras.summary())
     cm = confusion(y, pred)
     metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
     metrics.update({"n_train": int(len(y)), "n_test": int(len(test_meta)), "seconds": time.perf_counter() - t0})

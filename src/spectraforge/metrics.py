@@ -7,6 +7,8 @@ score, is the mean of F1_c over the classes present in the truth or the predicti
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from spectraforge.io.spectrum import LABELS
@@ -55,6 +57,21 @@ def macro_f1(y_true, y_pred) -> float:
     """Mean per-class F1 over the classes present (in truth or predictions)."""
     f1 = _f1_from_confusion(confusion(y_true, y_pred))
     return float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan")
+
+
+def f1_batch(y_true, y_pred) -> np.ndarray:
+    """Per-class F1 of stacked label arrays: (..., n) codes → (..., K); nan for an absent class.
+    ``y_true`` broadcasts against ``y_pred`` (one truth for many predictions, or paired stacks)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    y_true, y_pred = np.broadcast_arrays(y_true, y_pred)
+    return _f1_from_confusion(_confusions(y_true, y_pred))
+
+
+def macro_f1_batch(y_true, y_pred) -> np.ndarray:
+    """Macro-F1 of each row of a (g, n) stack of predictions against one truth y_true (n,)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows: a class absent everywhere
+        return np.nanmean(f1_batch(y_true, y_pred), axis=-1)
 
 
 def bootstrap_macro_f1_ci(y_true, y_pred, n: int = 1000, seed: int = 0, level: float = 0.95,

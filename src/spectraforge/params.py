@@ -103,7 +103,7 @@ class PrepareParams:
     """Stage ``prepare``: read, resample, mask, normalise."""
 
     raw_dir: str = "data/raw/mock"  # the stage's data dependency: every input lies under it
-    inputs: list = field(default_factory=list)
+    inputs: list[InputSpec] = field(default_factory=list)
     grid: GridParams = field(default_factory=GridParams)
     normalise: str = "median"
     max_bad_fraction: float = 0.9  # a spectrum with more bad grid pixels than this is quarantined
@@ -167,7 +167,7 @@ def build_dataclass(cls, data, key: str):
         hint_t = hints[name]
         if dataclasses.is_dataclass(hint_t):
             value = build_dataclass(hint_t, value, f"{key}.{name}")
-        elif name == "inputs":
+        elif hint_t == list[InputSpec]:
             if not isinstance(value, list):
                 raise ParamsError(f"params: {key}.inputs: expected a list of inputs")
             value = [build_dataclass(InputSpec, v, f"{key}.inputs[{i}]") for i, v in enumerate(value)]

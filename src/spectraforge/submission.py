@@ -5,12 +5,25 @@ index (header, empty, missing / extra / duplicate ids, unknown labels); :func:`w
 refuses to write a file that would fail it and writes through a temporary file renamed into
 place, so a half-written submission never exists. ``spectraforge validate-submission FILE
 --index TEST_INDEX.csv`` runs the same check on a file.
+
+The ``submit`` stage (:func:`run_submit`) turns the ensemble's test predictions into
+``submissions/<name>.csv`` (name: prefix, source, a hash of the params, the UTC time), a
+sidecar ``<name>.json`` (params, OOF scores, git revision, and on the mock survey the score
+against the held-apart test labels), and copies ``latest.csv`` / ``latest.json``. Test ids
+without a prediction (spectra quarantined by ``prepare``) get ``fill_missing`` and are listed
+in the sidecar.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from spectraforge.io.spectrum import LABELS
@@ -93,3 +106,115 @@ def write_submission(ids, labels, path: str | Path, test_ids) -> Path:
     table.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+# ---------------------------------------------------------------------- the submit stage
+
+
+@dataclass
+class SubmitParams:
+    """Stage ``submit``: which predictions become the submission, checked against which index."""
+
+    predictions: str = "data/ensemble/test.parquet"  # id, p_*, and optionally type (the final label)
+    oof_metrics: str = "reports/metrics/ensemble.json"  # the OOF scores copied into the sidecar
+    test_index: str = "data/raw/mock/test_index.csv"  # the ids the leaderboard expects
+    out_dir: str = "submissions"
+    prefix: str = "spectraforge"
+    fill_missing: str = "star"  # label for test ids without a prediction (quarantined spectra); counted
+    truth: str | None = "data/truth/mock_test_labels.csv"  # held-apart test labels (mock only); null: none
+
+    def validate(self, key: str = "submit") -> None:
+        from spectraforge.params import require
+
+        require(self.fill_missing in LABELS, f"{key}.fill_missing",
+                f"'{self.fill_missing}' is not one of: {', '.join(LABELS)}")
+        require(bool(self.prefix) and "/" not in self.prefix, f"{key}.prefix", "must be a plain file-name prefix")
+
+
+def load_submit_params(path="params.yaml") -> SubmitParams:
+    from spectraforge.params import build_dataclass, load_params
+
+    obj = build_dataclass(SubmitParams, load_params(path).get("submit", {}) or {}, "submit")
+    obj.validate()
+    return obj
+
+
+def _git_revision() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    rev = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_revision": rev or "unknown", "git_dirty": bool(status) if status is not None else None}
+
+
+def submission_name(prefix: str, params_blob: dict, when: datetime) -> str:
+    """<prefix>-<hash of the params>-<UTC time>: the params say what, the time which run."""
+    digest = hashlib.sha1(json.dumps(params_blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{prefix}-{digest}-{when.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def score_against_truth(ids, labels, truth_csv) -> dict:
+    """Macro-F1 (with a bootstrap interval) and per-class F1 of submitted labels on known test labels."""
+    from spectraforge.metrics import bootstrap_macro_f1_ci, macro_f1, per_class_f1
+
+    truth = pd.read_csv(truth_csv, dtype=str)
+    by_id = dict(zip(truth["id"], truth["type"]))
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise SubmissionError(f"{truth_csv}: {len(missing)} submitted id(s) have no truth label: {_preview(missing)}")
+    y = np.array([LABELS.index(by_id[i]) for i in ids])
+    p = np.array([LABELS.index(x) for x in labels])
+    lo, hi = bootstrap_macro_f1_ci(y, p, n=1000, seed=0)
+    out = {"test_macro_f1": macro_f1(y, p), "test_macro_f1_ci_low": lo, "test_macro_f1_ci_high": hi}
+    out.update({f"test_f1_{c}": v for c, v in per_class_f1(y, p).items()})
+    return out
+
+
+def run_submit(params: SubmitParams, all_params: dict, reports_dir="reports", now: datetime | None = None) -> dict:
+    """Write submissions/<name>.csv, its sidecar <name>.json, and latest.csv / latest.json."""
+    src = Path(params.predictions)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no test predictions to submit; run `dvc repro` first")
+    pred = pd.read_parquet(src)
+    labels = pred["type"] if "type" in pred.columns else pred[[f"p_{c}" for c in LABELS]].idxmax(axis=1).str[2:]
+    by_id = dict(zip(pred["id"].astype(str), labels.astype(str)))
+    test_ids = read_test_ids(params.test_index)
+    unknown = set(by_id) - set(test_ids)
+    if unknown:
+        raise SubmissionError(f"{src}: {len(unknown)} predicted id(s) are not in {params.test_index}: {_preview(unknown)}")
+    filled = [i for i in test_ids if i not in by_id]
+    out_labels = [by_id.get(i, params.fill_missing) for i in test_ids]
+
+    now = now or datetime.now(timezone.utc)
+    blob = {"submit": asdict(params), "ensemble": all_params.get("ensemble", {})}
+    name = submission_name(params.prefix, blob, now)
+    out = Path(params.out_dir)
+    csv = write_submission(test_ids, out_labels, out / f"{name}.csv", test_ids)
+    validate_file(csv, test_ids)  # read back what was written
+    write_submission(test_ids, out_labels, out / "latest.csv", test_ids)
+
+    metrics = {"name": name, "n_rows": len(test_ids), "n_filled": len(filled),
+               **{f"n_{c}": int(sum(x == c for x in out_labels)) for c in LABELS}}
+    oof_json = Path(params.oof_metrics)
+    oof = json.loads(oof_json.read_text()) if oof_json.exists() else {}
+    if params.truth:
+        if not Path(params.truth).exists():
+            raise FileNotFoundError(f"{params.truth}: submit.truth names no file (set it to null for real data)")
+        metrics.update(score_against_truth(test_ids, out_labels, params.truth))
+    sidecar = {
+        **metrics, "file": csv.name, "created_utc": now.isoformat(timespec="seconds"), **_git_revision(),
+        "params": blob, "filled_ids": filled,
+        "oof": {k: v for k, v in oof.items() if k.startswith(("macro_f1", "f1_")) or k in ("method", "n_inputs")},
+    }
+    for path in (out / f"{name}.json", out / "latest.json"):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    (Path(reports_dir) / "metrics").mkdir(parents=True, exist_ok=True)
+    (Path(reports_dir) / "metrics" / "submit.json").write_text(
+        json.dumps({k: v for k, v in metrics.items() if k != "name"}, indent=2) + "\n")
+    return sidecar

@@ -295,6 +295,10 @@ class SpectrumGenerator:
             self._residuals = (S - self.space.decode_squashed(Z)).astype(np.float32)
         return self
 
+    @property
+    def has_density(self) -> bool:
+        return self.model.has_density
+
     def log_prob(self, X, y) -> np.ndarray:
         """log-density of spectra in the space's natural coordinates (nats per spectrum)."""
         Z = self.space.encode(np.asarray(X, np.float32))

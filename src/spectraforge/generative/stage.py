@@ -31,10 +31,12 @@ import pandas as pd
 
 from spectraforge.data import label_index, load_prepared
 from spectraforge.generative.base import SpectrumGenerator, make_space
+from spectraforge.generative.resample import METHODS as RESAMPLE_KINDS
+from spectraforge.generative.resample import ResampleGenerator
 from spectraforge.io.spectrum import LABELS
 from spectraforge.params import build_dataclass, load_with_variants, require, require_variants
 
-KINDS = ("gauss", "flow", "gan")
+KINDS = ("gauss", "flow", "gan", "oversample", "noise")
 
 
 @dataclass
@@ -51,6 +53,7 @@ class GeneratorSpec:
     flow: dict = field(default_factory=dict)  # FlowConfig fields
     gan: dict = field(default_factory=dict)  # GANConfig fields
     gauss: dict = field(default_factory=dict)  # GaussianConfig fields
+    noise: float = 0.1  # kind noise: x + noise·std(x)·N(0, 1)
 
     def validate(self, key: str) -> None:
         require(self.kind in KINDS, f"{key}.kind", f"'{self.kind}' is not one of: {', '.join(KINDS)}")
@@ -64,6 +67,7 @@ class GeneratorSpec:
         require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
         require(self.envelope == 0 or self.envelope >= 1, f"{key}.envelope",
                 f"must be 0 (off) or >= 1, got {self.envelope}")
+        require(self.noise >= 0, f"{key}.noise", f"must be >= 0, got {self.noise}")
 
 
 @dataclass
@@ -104,8 +108,11 @@ def load_generate_params(path="params.yaml") -> GenerateParams:
 
 
 def feature_model(spec: GeneratorSpec, name: str):
-    """The feature model a variant asks for, its config validated (errors name the key)."""
+    """The feature model a variant asks for, its config validated (errors name the key);
+    None for the resampling baselines, which have none."""
     key = f"generate.variants.{name}"
+    if spec.kind in RESAMPLE_KINDS:
+        return None
     if spec.kind == "gauss":
         from spectraforge.generative.gaussian import GaussianConfig, GaussianModel
 
@@ -201,12 +208,20 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
     return metrics
 
 
+def make_generator(spec: GeneratorSpec, name: str, classes=None):
+    """An unfitted generator for variant ``spec`` (``classes``: the ones per-class models fit)."""
+    if spec.kind in RESAMPLE_KINDS:
+        return ResampleGenerator(spec.noise if spec.kind == "noise" else 0.0)
+    model = feature_model(spec, name)
+    if classes is not None:
+        model.classes = list(classes)
+    return SpectrumGenerator(make_space(spec.space, spec.n_components, spec.squash), model, spec.residual,
+                             spec.temperature, spec.envelope)
+
+
 def _generate_fold(name, spec, X_tr, y_tr, ids_tr, counts, seed):
     """Fit variant ``spec`` on one fold's training part and draw ``counts`` per class."""
-    model = feature_model(spec, name)
-    model.classes = sorted(counts)  # per-class models fit just these
-    gen = SpectrumGenerator(make_space(spec.space, spec.n_components, spec.squash), model, spec.residual,
-                            spec.temperature, spec.envelope)
+    gen = make_generator(spec, name, classes=sorted(counts))
     t0 = time.perf_counter()
     gen.fit(X_tr, y_tr, ids_tr, seed=seed)
     fit_s = time.perf_counter() - t0
@@ -232,7 +247,7 @@ def fold_nll(gen, y_tr, X_va, y_va, classes) -> dict:
     """Held-out NLL (bits/dim) of a fitted generator and of the Gaussian baseline fitted on
     the generator's own training features (same space, same whitening); {} for a GAN."""
     held = np.isin(y_va, classes)
-    if not (gen.model.has_density and held.any()):
+    if not (gen.has_density and held.any()):
         return {}
     from spectraforge.generative.gaussian import GaussianModel
 

@@ -1,0 +1,293 @@
+"""Stage ``ensemble``: one prediction from the out-of-fold (OOF) and test probabilities of
+every trained level-1 variant (``train@*`` and ``augment@*``).
+
+Combiners, each scored honestly by nested cross-validation on the level-1 folds — for fold k
+the combiner is fitted on the OOF rows of the other folds only and predicts fold k, so no
+weight is ever fitted on the predictions it is scored on:
+
+- ``average``: p = Σ_m w_m p_m with w on the simplex (w = softmax θ), fitted by minimising
+  the OOF log-loss (L-BFGS with the analytic gradient).
+- ``stack``: a multinomial logistic regression (or LightGBM) on log p of every variant;
+  its inputs are OOF probabilities only, never test predictions.
+
+Then per-class decision weights: the label is argmax_c(w_c · p_c), with w tuned for macro-F1
+by coordinate ascent over a grid of log-weights, on ``resamples`` bootstrap resamples of the
+rows, and averaged (geometric mean) over them so a rare class's weight does not chase a
+handful of spectra. They too are tuned inside the nested loop for the OOF score.
+
+For the test set, each combiner is refitted on all OOF rows and applied to the fold-averaged
+test probabilities of the variants; the decision weights are retuned on all (honest) OOF rows.
+
+Outputs: data/ensemble/{oof,test}.parquet (p_* of the chosen combiner, ``type``
+the final label), reports/metrics/ensemble.json, reports/plots/ensemble/confusion.csv.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spectraforge.io.spectrum import LABELS
+from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, macro_f1_batch, per_class_f1
+from spectraforge.params import build_dataclass, load_params, require
+
+K = len(LABELS)
+PROBA = [f"p_{c}" for c in LABELS]
+METHODS = ("average", "stack")
+EPS = 1e-6
+
+
+@dataclass
+class EnsembleParams:
+    inputs: list = field(default_factory=list)  # variant names under predictions_dir
+    predictions_dir: str = "data/predictions"
+    method: str = "stack"  # average | stack: the combiner behind the submission
+    stacker: str = "logistic"  # logistic | lgbm
+    C: float = 1.0  # logistic stacker: inverse L2 strength
+    decision_weights: bool = True
+    resamples: int = 20  # bootstrap resamples the decision weights are averaged over
+    grid: list = field(default_factory=lambda: [-2.0, 2.0, 41])  # log-weight grid: low, high, points
+    seed: int = 2018
+
+    def validate(self, key: str = "ensemble") -> None:
+        require(isinstance(self.inputs, list) and self.inputs, f"{key}.inputs", "must list at least one variant")
+        require(len(set(self.inputs)) == len(self.inputs), f"{key}.inputs", "lists a variant twice")
+        require(self.method in METHODS, f"{key}.method", f"'{self.method}' is not one of: {', '.join(METHODS)}")
+        require(self.stacker in ("logistic", "lgbm"), f"{key}.stacker",
+                f"'{self.stacker}' is not one of: logistic, lgbm")
+        require(self.C > 0, f"{key}.C", f"must be > 0, got {self.C}")
+        require(self.resamples >= 1, f"{key}.resamples", f"must be >= 1, got {self.resamples}")
+        require(len(self.grid) == 3 and self.grid[0] < self.grid[1] and int(self.grid[2]) >= 3, f"{key}.grid",
+                f"must be [low, high, points] with low < high and points >= 3, got {self.grid}")
+
+
+def load_ensemble_params(path="params.yaml") -> EnsembleParams:
+    obj = build_dataclass(EnsembleParams, load_params(path).get("ensemble", {}) or {}, "ensemble")
+    obj.validate()
+    return obj
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class Level1:
+    """Aligned OOF and test probabilities of M variants: oof (M, n, K), test (M, n_test, K)."""
+
+    names: list
+    ids: np.ndarray
+    fold: np.ndarray
+    y: np.ndarray
+    oof: np.ndarray
+    test_ids: np.ndarray
+    test: np.ndarray
+
+
+def load_level1(names, predictions_dir) -> Level1:
+    """Read every variant's OOF and test tables; they must cover the same ids, folds and labels."""
+    oofs, tests, ref, ref_test = [], [], None, None
+    for name in names:
+        d = Path(predictions_dir) / name
+        for f in ("oof.parquet", "test.parquet"):
+            if not (d / f).exists():
+                raise FileNotFoundError(f"{d / f}: no predictions for ensemble input '{name}'; run its stage first")
+        oof = pd.read_parquet(d / "oof.parquet").sort_values("id", kind="stable").reset_index(drop=True)
+        test = pd.read_parquet(d / "test.parquet").sort_values("id", kind="stable").reset_index(drop=True)
+        if ref is None:
+            ref, ref_test = oof, test
+        elif not (np.array_equal(oof["id"], ref["id"]) and np.array_equal(oof["fold"], ref["fold"])
+                  and np.array_equal(oof["label"], ref["label"])):
+            raise ValueError(f"{d / 'oof.parquet'}: ids, folds or labels differ from '{names[0]}'; "
+                             "every input must be trained on the same prepared data and folds")
+        elif not np.array_equal(test["id"], ref_test["id"]):
+            raise ValueError(f"{d / 'test.parquet'}: test ids differ from '{names[0]}'")
+        for tab, f in ((oof, "oof.parquet"), (test, "test.parquet")):
+            p = tab[PROBA].to_numpy(np.float64)
+            if not np.isfinite(p).all():
+                raise ValueError(f"{d / f}: non-finite probabilities")
+        oofs.append(oof[PROBA].to_numpy(np.float64))
+        tests.append(test[PROBA].to_numpy(np.float64))
+    y = np.array([LABELS.index(c) for c in ref["label"]], dtype=np.int64)
+    return Level1(list(names), ref["id"].astype(str).to_numpy(), ref["fold"].to_numpy(np.int64), y,
+                  np.stack(oofs), ref_test["id"].astype(str).to_numpy(), np.stack(tests))
+
+
+# ------------------------------------------------------------------------ combiners
+
+
+class WeightedAverage:
+    """p = Σ_m w_m p_m, w = softmax(θ) fitted by minimising the log-loss."""
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "WeightedAverage":
+        from scipy.optimize import minimize
+
+        M = P.shape[0]
+        py = P[:, np.arange(y.size), y]  # (M, n): each variant's probability of the true class
+
+        def loss(theta):
+            w = np.exp(theta - theta.max())
+            w /= w.sum()
+            p = np.clip(w @ py, EPS, None)
+            g_w = -(py / p).mean(axis=1)  # ∂L/∂w
+            return -np.log(p).mean(), w * (g_w - w @ g_w)  # chain rule through the softmax
+
+        res = minimize(loss, np.zeros(M), jac=True, method="L-BFGS-B")
+        w = np.exp(res.x - res.x.max())
+        self.weights = w / w.sum()
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        return np.tensordot(self.weights, P, axes=1)
+
+
+def _stack_features(P: np.ndarray) -> np.ndarray:
+    """(M, n, K) probabilities → (n, M·K) log-probabilities."""
+    return np.log(np.clip(P, EPS, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
+
+
+class Stacker:
+    """A level-2 classifier on the level-1 log-probabilities."""
+
+    def __init__(self, kind: str = "logistic", C: float = 1.0, seed: int = 0, threads: int = 2):
+        self.kind, self.C, self.seed, self.threads = kind, C, seed, threads
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "Stacker":
+        X = _stack_features(P)
+        if self.kind == "logistic":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            self.model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+        else:
+            import lightgbm as lgb
+
+            self.model = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=7, min_child_samples=10,
+                                            random_state=self.seed, n_jobs=self.threads, verbose=-1)
+        self.model.fit(X, y)
+        self.classes_ = np.asarray(self.model.classes_)
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        out = np.zeros((P.shape[1], K))
+        out[:, self.classes_] = self.model.predict_proba(_stack_features(P))
+        return out
+
+
+def make_combiner(params: EnsembleParams, method: str):
+    return WeightedAverage() if method == "average" else Stacker(params.stacker, params.C, params.seed)
+
+
+def nested_oof(make, P: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Honest OOF predictions of a combiner: fold k's rows are predicted by a combiner
+    fitted on the other folds' rows only. ``make()`` returns a fresh combiner."""
+    out = np.full((P.shape[1], K), np.nan)
+    for k in np.unique(fold):
+        fit, score = fold != k, fold == k
+        out[score] = make().fit(P[:, fit], y[fit]).predict(P[:, score])
+    return out
+
+
+# ------------------------------------------------------------------------ decision weights
+
+
+def tune_decision_weights(P: np.ndarray, y: np.ndarray, grid=(-2.0, 2.0, 41), passes: int = 3) -> np.ndarray:
+    """Per-class weights w (w_0 = 1) maximising macro-F1 of argmax(w · p) by coordinate ascent
+    over log w on a grid; ties keep the weight closest to 1."""
+    logs = np.linspace(grid[0], grid[1], int(grid[2]))
+    order = np.argsort(np.abs(logs), kind="stable")  # first maximum = smallest |log w|
+    logw = np.zeros(K)
+    logP = np.log(np.clip(P, EPS, 1.0))
+    for _ in range(passes):
+        changed = False
+        for c in range(1, K):  # weights are defined up to a common scale: class 0 fixed at 1
+            others = logP + logw
+            others[:, c] = -np.inf
+            best_other, which = others.max(axis=1), others.argmax(axis=1)
+            # (g, n): the label under each candidate log-weight of class c
+            pred = np.where(logP[:, c] + logs[:, None] > best_other, c, which)
+            f1 = macro_f1_batch(y, pred)
+            best = logs[order][np.argmax(f1[order])]
+            changed |= best != logw[c]
+            logw[c] = best
+        if not changed:
+            break
+    return np.exp(logw)
+
+
+def bagged_decision_weights(P, y, resamples: int, grid, seed: int) -> np.ndarray:
+    """Geometric mean of the weights tuned on ``resamples`` bootstrap resamples of the rows."""
+    rng = np.random.default_rng(seed)
+    logs = [np.log(tune_decision_weights(P[idx], y[idx], grid))
+            for idx in (rng.integers(0, len(y), len(y)) for _ in range(resamples))]
+    return np.exp(np.mean(logs, axis=0))
+
+
+def decide(P: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.argmax(np.log(np.clip(P, EPS, 1.0)) + np.log(w), axis=1)
+
+
+# ------------------------------------------------------------------------ the stage
+
+
+def _scores(prefix: str, y, pred, seed: int) -> dict:
+    lo, hi = bootstrap_macro_f1_ci(y, pred, n=1000, seed=seed)
+    out = {f"{prefix}macro_f1": macro_f1(y, pred), f"{prefix}macro_f1_ci_low": lo, f"{prefix}macro_f1_ci_high": hi}
+    out.update({f"{prefix}f1_{c}": v for c, v in per_class_f1(y, pred).items()})
+    return out
+
+
+def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="reports") -> dict:
+    lv = load_level1(params.inputs, params.predictions_dir)
+    y, fold = lv.y, lv.fold
+    metrics: dict = {"method": params.method, "n_inputs": len(lv.names)}
+    for m, name in enumerate(lv.names):  # the inputs, for reference
+        metrics[f"input_{name}_macro_f1"] = macro_f1(y, lv.oof[m].argmax(axis=1))
+    honest, test_proba = {}, {}
+    for method in METHODS:
+        honest[method] = nested_oof(lambda: make_combiner(params, method), lv.oof, y, fold)
+        final = make_combiner(params, method).fit(lv.oof, y)
+        test_proba[method] = final.predict(lv.test)
+        metrics.update(_scores(f"{method}_", y, honest[method].argmax(axis=1), params.seed))
+        if method == "average":
+            metrics.update({f"weight_{n}": float(w) for n, w in zip(lv.names, final.weights)})
+    P_oof, P_test = honest[params.method], test_proba[params.method]
+    if params.decision_weights:
+        oof_pred = np.empty(len(y), np.int64)
+        for k in np.unique(fold):  # tuned on the other folds, applied to fold k
+            fit = fold != k
+            w = bagged_decision_weights(P_oof[fit], y[fit], params.resamples, params.grid, params.seed + int(k))
+            oof_pred[fold == k] = decide(P_oof[fold == k], w)
+        w = bagged_decision_weights(P_oof, y, params.resamples, params.grid, params.seed)
+        test_pred = decide(P_test, w)
+        metrics.update({f"decision_weight_{c}": float(v) for c, v in zip(LABELS, w)})
+    else:
+        oof_pred, test_pred = P_oof.argmax(axis=1), P_test.argmax(axis=1)
+    metrics.update(_scores("", y, oof_pred, params.seed))
+    cm = confusion(y, oof_pred)
+    metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
+    metrics.update({"n_train": int(len(y)), "n_test": int(len(lv.test_ids))})
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    oof = pd.DataFrame(P_oof, columns=PROBA)
+    oof.insert(0, "label", [LABELS[i] for i in y])
+    oof.insert(0, "fold", fold)
+    oof.insert(0, "id", lv.ids)
+    oof["type"] = [LABELS[i] for i in oof_pred]
+    oof.to_parquet(out / "oof.parquet", index=False)
+    test = pd.DataFrame(P_test, columns=PROBA)
+    test.insert(0, "id", lv.test_ids)
+    test["type"] = [LABELS[i] for i in test_pred]
+    test.to_parquet(out / "test.parquet", index=False)
+    reports = Path(reports_dir)
+    (reports / "metrics").mkdir(parents=True, exist_ok=True)
+    (reports / "metrics" / "ensemble.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plots = reports / "plots" / "ensemble"
+    plots.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in oof_pred]}).to_csv(
+        plots / "confusion.csv", index=False)
+    return metrics
