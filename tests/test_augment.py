@@ -106,7 +106,6 @@ def test_confidence_filter_keeps_what_the_baseline_assigns_to_its_class(world, t
 
 
 def test_kfold_trains_on_real_rows_plus_the_folds_extras(world, monkeypatch):
-    from spectraforge import crossval
     from spectraforge.models.lgbm import SpectrumLGBM
 
     seen = []

@@ -34,6 +34,20 @@ def test_summary_prints_score_table(tmp_path, capsys):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("glow", "gan "))}
     assert rows["glow"][1:4] == ["12", "2.500", "3.000"] and rows["gan"][2] == "nan"
     assert "generate_glow:" not in out  # a table row, not a raw dump
+    # the mock test column comes from the report's ablation table; the submission line ends it
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "ablation.csv").write_text("variant,macro_f1,ci_low,ci_high,test_macro_f1\ncnn,0.5,0.4,0.6,0.61\n")
+    (tmp_path / "metrics").mkdir()
+    for f in tmp_path.glob("*.json"):
+        f.rename(tmp_path / "metrics" / f.name)
+    (tmp_path / "metrics" / "submit.json").write_text(json.dumps(
+        {"n_rows": 20, "n_filled": 1, "test_macro_f1": 0.7, "test_macro_f1_ci_low": 0.6, "test_macro_f1_ci_high": 0.8}))
+    assert main(["summary", "--metrics-dir", str(tmp_path / "metrics")]) == 0
+    out = capsys.readouterr().out
+    cnn = next(line for line in out.splitlines() if line.startswith("cnn"))
+    assert cnn.split()[-1] == "0.6100"
+    assert out.strip().splitlines()[-1] == ("Submission: submissions/latest.csv, 20 rows (1 filled); "
+                                            "mock test macro-F1 0.7000 [0.6000, 0.8000]")
     assert main(["summary", "--metrics-dir", str(tmp_path / "none")]) == 1
 
 

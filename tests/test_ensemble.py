@@ -151,6 +151,16 @@ def test_run_ensemble_writes_honest_outputs(run_dir):
     assert len(test) == 50 and set(test["type"]) <= set(LABELS)
     np.testing.assert_allclose(test[PROBA].sum(axis=1), 1.0, atol=1e-6)
     assert (run_dir / "rep/plots/ensemble/confusion.csv").exists()
+    # the saved ensemble, applied to the variants' test probabilities, gives the test outputs
+    import joblib
+
+    fitted = joblib.load(run_dir / "ens/combiner.joblib")
+    lv = load_level1(["good", "weak", "noise"], run_dir / "pred")
+    P, codes = fitted.predict({n: lv.test[i] for i, n in enumerate(lv.names)})
+    np.testing.assert_allclose(P, test.set_index("id").loc[lv.test_ids, PROBA].to_numpy())
+    assert [LABELS[c] for c in codes] == list(test.set_index("id").loc[lv.test_ids, "type"])
+    with pytest.raises(ValueError, match="noise"):
+        fitted.predict({"good": lv.test[0], "weak": lv.test[1]})
 
 
 def test_test_predictions_never_reach_the_fitting(run_dir):

@@ -178,6 +178,24 @@ def test_predict_on_real_spectra(tiny_repo, real_dir, tmp_path):
     assert np.allclose(pred[["p_star", "p_galaxy", "p_qso", "p_unknown"]].sum(axis=1), 1, atol=1e-4)
 
 
+def test_predict_applies_the_ensemble_and_reproduces_the_submission(tiny_repo, tmp_path):
+    work, _ = tiny_repo
+    out = tmp_path / "test_pred.csv"
+    run(["spectraforge", "predict", "data/raw/mock/test.zip", "--models", "models", "--out", str(out)], work)
+    pred = pd.read_csv(out, dtype={"id": str}).set_index("id")
+    ens = pd.read_parquet(work / "data/ensemble/test.parquet").set_index("id")
+    sub = pd.read_csv(work / "submissions/latest.csv", dtype=str).set_index("id")
+    cols = ["p_star", "p_galaxy", "p_qso", "p_unknown"]
+    assert sorted(pred.index) == sorted(ens.index)
+    np.testing.assert_allclose(pred.loc[ens.index, cols].to_numpy(), ens[cols].to_numpy(), atol=2e-4)
+    assert (pred.loc[sub.index, "type"] == sub["type"]).mean() >= 0.95  # ties may break either way
+    plain = tmp_path / "plain.csv"
+    run(["spectraforge", "predict", "data/raw/mock/test.zip", "--models", "models", "--ensemble", "none",
+         "--out", str(plain)], work)
+    mean = pd.read_csv(plain, dtype={"id": str}).set_index("id")
+    assert not np.allclose(mean.loc[ens.index, cols].to_numpy(), ens[cols].to_numpy(), atol=2e-4)
+
+
 def test_predict_reports_unreadable_inputs_and_goes_on(tiny_repo, tmp_path):
     work, _ = tiny_repo
     bad = tmp_path / "broken.fits"

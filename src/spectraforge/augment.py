@@ -92,7 +92,8 @@ class FoldExtras:
 
         path = self.source_dir / f"fold{k}.npz"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no extra spectra for fold {k}; run `dvc repro generate@{self.spec.source}`")
+            raise FileNotFoundError(
+                f"{path}: no extra spectra for fold {k}; run `dvc repro generate@{self.spec.source}`")
         with np.load(path) as z:
             flux, labels = z["flux"].astype(np.float32), z["label"].astype(str)
             check_no_leak(val_ids, z["fit_ids"], z["parent"], f"augment@{self.name}: {path}")
@@ -137,7 +138,8 @@ def baseline_proba(model_dir: Path, k: int, flux: np.ndarray) -> np.ndarray:
 
     manifest = model_dir / "manifest.json"
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest}: the confidence filter needs fold models; run `dvc repro train@{model_dir.name}`")
+        raise FileNotFoundError(
+            f"{manifest}: the confidence filter needs fold models; run `dvc repro train@{model_dir.name}`")
     info = json.loads(manifest.read_text())
     files = [f for f in info["folds"] if Path(f).stem == f"fold{k}"]
     if not files:

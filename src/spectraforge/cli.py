@@ -36,7 +36,7 @@ def _cmd_summary(args) -> int:
     if not files:
         print(f"no metrics in {root}: run `dvc repro` first", file=sys.stderr)
         return 1
-    scores, generators = {}, {}
+    scores, generators, submission = {}, {}, None
     for f in files:
         data = json.loads(f.read_text())
         if "macro_f1" in data:
@@ -44,6 +44,9 @@ def _cmd_summary(args) -> int:
             continue
         if f.stem.startswith("generate_"):
             generators[f.stem.removeprefix("generate_")] = data
+            continue
+        if f.stem == "submit":
+            submission = data
             continue
         print(f"{f.stem}: " + "  ".join(f"{k}={v}" for k, v in data.items()))
     if generators:
@@ -58,6 +61,11 @@ def _cmd_summary(args) -> int:
                   f"{m.get('recall', nan):>7.2f} {m.get('c2st', nan):>6.2f}")
     if scores:
         _print_scores(scores, root.parent / "plots" / "ablation.csv")
+    if submission:
+        test = submission.get("test_macro_f1")
+        print(f"\nSubmission: submissions/latest.csv, {submission['n_rows']} rows ({submission['n_filled']} filled)"
+              + (f"; mock test macro-F1 {test:.4f} [{submission['test_macro_f1_ci_low']:.4f}, "
+                 f"{submission['test_macro_f1_ci_high']:.4f}]" if test is not None else ""))
     return 0
 
 
@@ -96,7 +104,13 @@ def _cmd_predict(args) -> int:
     """Classify spectra with the trained fold models; one row per readable spectrum."""
     from spectraforge.predict import predict
 
-    out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs)
+    combiner = args.ensemble
+    if combiner == "auto":
+        default = Path("data/ensemble/combiner.joblib")
+        combiner = default if default.exists() and Path(args.models).resolve() == Path("models").resolve() else None
+    elif combiner == "none":
+        combiner = None
+    out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner)
     print(f"{len(out)} spectra classified -> {args.out}"
           + (f"; {len(errors)} unreadable (see {Path(args.out).stem}.errors.csv)" if len(errors) else ""))
     return 0 if len(out) else 1
@@ -128,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="models", help="a variant's folder or the folder of all variants")
     p.add_argument("--out", required=True, help="output CSV: id,type,p_star,p_galaxy,p_qso,p_unknown,file")
     p.add_argument("--n-jobs", type=int, default=1, help="reader processes")
+    p.add_argument("--ensemble", default="auto",
+                   help="the ensemble's combiner.joblib; 'auto': data/ensemble/combiner.joblib when --models is "
+                        "./models and it exists; 'none': average the variants")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("summary", help="print the pipeline's metrics")

@@ -18,8 +18,9 @@ handful of spectra. They too are tuned inside the nested loop for the OOF score.
 For the test set, each combiner is refitted on all OOF rows and applied to the fold-averaged
 test probabilities of the variants; the decision weights are retuned on all (honest) OOF rows.
 
-Outputs: data/ensemble/{oof,test}.parquet (p_* of the chosen combiner, ``type``
-the final label), reports/metrics/ensemble.json, reports/plots/ensemble/confusion.csv.
+Outputs: data/ensemble/{oof,test}.parquet (p_* of the chosen combiner, ``type`` the final
+label), data/ensemble/combiner.joblib (what ``spectraforge predict`` applies),
+reports/metrics/ensemble.json, reports/plots/ensemble/confusion.csv.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -177,6 +179,24 @@ class Stacker:
         return out
 
 
+@dataclass
+class FittedEnsemble:
+    """What ``spectraforge predict`` needs to apply the ensemble to new spectra: the input
+    variants in order, the combiner refitted on all OOF rows, the decision weights."""
+
+    inputs: list
+    combiner: object
+    weights: np.ndarray
+
+    def predict(self, per_variant: dict) -> tuple[np.ndarray, np.ndarray]:
+        """{variant: (n, K) fold-averaged probabilities} → (probabilities, label codes)."""
+        missing = [n for n in self.inputs if n not in per_variant]
+        if missing:
+            raise ValueError(f"the ensemble needs the models of {', '.join(missing)}")
+        P = self.combiner.predict(np.stack([per_variant[n] for n in self.inputs]))
+        return P, decide(P, self.weights)
+
+
 def make_combiner(params: EnsembleParams, method: str):
     return WeightedAverage() if method == "average" else Stacker(params.stacker, params.C, params.seed)
 
@@ -246,10 +266,10 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
     metrics: dict = {"method": params.method, "n_inputs": len(lv.names)}
     for m, name in enumerate(lv.names):  # the inputs, for reference
         metrics[f"input_{name}_macro_f1"] = macro_f1(y, lv.oof[m].argmax(axis=1))
-    honest, test_proba = {}, {}
+    honest, test_proba, finals = {}, {}, {}
     for method in METHODS:
         honest[method] = nested_oof(lambda: make_combiner(params, method), lv.oof, y, fold)
-        final = make_combiner(params, method).fit(lv.oof, y)
+        final = finals[method] = make_combiner(params, method).fit(lv.oof, y)
         test_proba[method] = final.predict(lv.test)
         metrics.update(_scores(f"{method}_", y, honest[method].argmax(axis=1), params.seed))
         if method == "average":
@@ -265,6 +285,7 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
         test_pred = decide(P_test, w)
         metrics.update({f"decision_weight_{c}": float(v) for c, v in zip(LABELS, w)})
     else:
+        w = np.ones(K)
         oof_pred, test_pred = P_oof.argmax(axis=1), P_test.argmax(axis=1)
     metrics.update(_scores("", y, oof_pred, params.seed))
     cm = confusion(y, oof_pred)
@@ -283,6 +304,7 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
     test.insert(0, "id", lv.test_ids)
     test["type"] = [LABELS[i] for i in test_pred]
     test.to_parquet(out / "test.parquet", index=False)
+    joblib.dump(FittedEnsemble(lv.names, finals[params.method], w), out / "combiner.joblib")
     reports = Path(reports_dir)
     (reports / "metrics").mkdir(parents=True, exist_ok=True)
     (reports / "metrics" / "ensemble.json").write_text(json.dumps(metrics, indent=2) + "\n")

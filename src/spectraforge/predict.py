@@ -4,7 +4,9 @@ Inputs may be FITS files (LAMOST either layout, SDSS; gzipped or not), Tianchi t
 folders of either (searched recursively), or Tianchi zips (read in place). Each spectrum goes
 through the same reading and preprocessing as in `prepare` (grid and normalisation come from
 the models' manifest), then every fold model of every variant in the models folder; the
-probabilities are averaged over folds, then over variants. Unreadable inputs are reported on
+probabilities are averaged over folds, then combined over variants by the ensemble stage's
+fitted combiner and decision weights (``data/ensemble/combiner.joblib``) when it is there
+and all its inputs are in the models folder, else averaged. Unreadable inputs are reported on
 stderr and listed in `<out>.errors.csv` with their reason; the other rows are still written.
 """
 from __future__ import annotations
@@ -84,8 +86,9 @@ class FoldEnsemble:
             return keras.models.load_model(path, compile=False)
         return joblib.load(path)
 
-    def predict_proba(self, flux: np.ndarray) -> np.ndarray:
-        per_variant = []
+    def per_variant(self, flux: np.ndarray) -> dict:
+        """{variant name: probabilities averaged over its fold models}."""
+        out = {}
         for info, models in self.variants:
             folds = []
             for model in models:
@@ -95,27 +98,43 @@ class FoldEnsemble:
                     folds.append(np.asarray(predict_proba(model, flux), np.float64))
                 else:
                     folds.append(model.predict_proba(flux))
-            per_variant.append(np.mean(folds, axis=0))
-        return np.mean(per_variant, axis=0)
+            out[info["name"]] = np.mean(folds, axis=0)
+        return out
+
+    def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, label codes): the fitted ensemble's if given, else the mean over variants."""
+        per = self.per_variant(flux)
+        if combiner is not None:
+            return combiner.predict(per)
+        proba = np.mean(list(per.values()), axis=0)
+        return proba, proba.argmax(axis=1)
 
 
-def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Classify every spectrum in ``paths``; writes ``out_csv`` (and ``<out>.errors.csv`` if any)."""
+def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
+            combiner_path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Classify every spectrum in ``paths``; writes ``out_csv`` (and ``<out>.errors.csv`` if any).
+
+    ``combiner_path``: the ensemble stage's ``combiner.joblib``; the variants it blends must be
+    under ``models_dir``. Without it the variants' probabilities are averaged.
+    """
     ensemble = FoldEnsemble(models_dir)
+    combiner = joblib.load(combiner_path) if combiner_path else None
     chunks, errors = input_chunks(paths)
-    rows, metas = [], []
+    rows, codes, metas = [], [], []
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_process_chunk)(c, ensemble.wave, ensemble.normalise, 1.0) for c in chunks)
     with tqdm(total=sum(len(c.items) for c in chunks), desc="predict", unit="spec", disable=not progress) as bar:
         for chunk, (flux, meta, problems) in zip(chunks, jobs):
             errors += [{"file": p["file"], "reason": p["reason"]} for p in problems]
             if len(flux):
-                rows.append(ensemble.predict_proba(flux))
+                proba, label = ensemble.predict(flux, combiner)
+                rows.append(proba)
+                codes.append(label)
                 metas += meta
             bar.update(len(chunk.items))
     proba = np.concatenate(rows) if rows else np.zeros((0, len(LABELS)))
     out = pd.DataFrame(proba, columns=[f"p_{c}" for c in LABELS])
-    out.insert(0, "type", [LABELS[i] for i in proba.argmax(axis=1)] if len(proba) else [])
+    out.insert(0, "type", [LABELS[i] for i in np.concatenate(codes)] if codes else [])
     out.insert(0, "id", [m["id"] for m in metas])
     out["file"] = [m["file"] for m in metas]
     out = out[OUTPUT_COLUMNS]
