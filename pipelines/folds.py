@@ -1,14 +1,12 @@
 """Stage `folds`: stratified K folds, grouped by object, with a fixed seed."""
-from pathlib import Path
-
 from spectraforge.data import load_prepared, make_folds
+from spectraforge.outputs import atomic_write_text
 from spectraforge.params import load_section
 from spectraforge.prepare import write_metrics
 
 params = load_section("folds")
 folds = make_folds(load_prepared(params.prepared_dir).train_meta, params.k, params.seed)
-Path(params.out).parent.mkdir(parents=True, exist_ok=True)
-folds.to_csv(params.out, index=False)
+atomic_write_text(params.out, folds.to_csv(index=False))
 table = folds.groupby(["fold", "label"]).size().unstack(fill_value=0)
 write_metrics({f"fold{f}_{c}": int(n) for f, row in table.iterrows() for c, n in row.items()},
               "reports/metrics/folds.json")

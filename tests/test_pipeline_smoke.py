@@ -7,8 +7,10 @@ fold models on the real spectra of ../shared/real (when present).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +258,19 @@ def test_report_has_every_variant_and_the_ablation_plot(tiny_repo):
     assert table.set_index("variant").loc["ensemble", "test_macro_f1"] == pytest.approx(side["test_macro_f1"])
 
 
+def test_forced_rerun_writes_a_byte_identical_submission(tiny_repo):
+    """Same seeds, same params: `dvc repro --force` reproduces the submission byte for byte."""
+    work, _ = tiny_repo
+    before = (work / "submissions/latest.csv").read_bytes()
+    probs = pd.read_parquet(work / "data/ensemble/test.parquet")
+    run(["dvc", "repro", "--force"], work)
+    assert (work / "submissions/latest.csv").read_bytes() == before
+    again = pd.read_parquet(work / "data/ensemble/test.parquet")
+    cols = [c for c in probs if c.startswith("p_")]
+    np.testing.assert_array_equal(again[cols].to_numpy(), probs[cols].to_numpy())
+    assert len(list((work / "submissions").glob("spectraforge-*.csv"))) == 2  # both runs kept
+
+
 def _stale(work) -> set:
     out = run(["dvc", "status"], work).stdout
     return {line[:-1] for line in out.splitlines() if line.endswith(":") and not line[0].isspace()}
@@ -276,6 +291,27 @@ def test_ensemble_param_change_makes_exactly_ensemble_submit_report_stale(tiny_r
     finally:
         path.write_text(original)
     assert _stale(work) == set()
+
+
+def test_sigkill_midway_then_repro_resumes_to_the_uninterrupted_result(tiny_repo):
+    work, _ = tiny_repo
+    before = pd.read_parquet(work / "data/predictions/cnn/oof.parquet")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train@cnn"], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list(work.glob(".sf-checkpoints/train-cnn/*/fold0.done")):
+        assert proc.poll() is None, "train@cnn finished before it could be killed"
+        assert time.monotonic() < deadline, "no fold finished in 10 minutes"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's python, mid-run
+    proc.wait()
+    assert not (work / "models/cnn").exists()  # nothing half-written where DVC would look
+    assert not (work / "data/predictions/cnn").exists()
+    res = run(["dvc", "repro", "--single-item", "train@cnn"], work)
+    assert "fold 0 restored" in res.stdout, res.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "data/predictions/cnn/oof.parquet"), before)
+    assert not list(work.glob(".sf-checkpoints/train-cnn/*"))  # cleared once the stage completed
 
 
 def test_param_change_reruns_downstream_only(tiny_repo):

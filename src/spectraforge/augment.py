@@ -120,6 +120,18 @@ class FoldExtras:
         self.counts.append(row)
         return flux[keep], y[keep]
 
+    def fingerprint(self) -> dict:
+        """What fold k's extras depend on: the settings and the source's (and baseline's) files."""
+        from dataclasses import asdict
+
+        from spectraforge.outputs import tree_fingerprint
+
+        source = tree_fingerprint(self.source_dir) if self.source_dir.exists() else None
+        out = {"spec": asdict(self.spec), "source": source}
+        if self.spec.confidence > 0 and self.baseline_dir.exists():
+            out["baseline"] = tree_fingerprint(self.baseline_dir)
+        return out
+
     def summary(self) -> dict:
         """Totals over folds: extra_<what>_<class> for drawn, capped, filtered, used."""
         out: dict = {}

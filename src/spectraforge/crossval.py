@@ -12,10 +12,14 @@ Outputs for a variant NAME:
   reports/metrics/NAME.json           macro_f1 (OOF), f1_<class>, fold<k>_macro_f1, confusion
   reports/plots/NAME/confusion.csv    actual, predicted (dvc plots confusion template)
   reports/live/NAME/fold<k>/          learning curves (dvclive)
+
+Folders are filled in a staging folder and renamed into place, files written through a
+temporary file (outputs.py), so a killed stage leaves no half-written output. Each finished
+fold is checkpointed; a rerun after a kill resumes at the first unfinished fold.
 """
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +31,7 @@ import pandas as pd
 from spectraforge.data import label_index, load_prepared
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
+from spectraforge.outputs import FoldCheckpoints, atomic_write_json, file_fingerprint, staged_dir, tree_fingerprint
 from spectraforge.params import ParamsError, build_dataclass, require, require_variants
 
 PROBA_COLUMNS = [f"p_{c}" for c in LABELS]
@@ -107,9 +112,9 @@ def _live(live_dir: Path, k: int):
 class _CNN:
     def __init__(self, cnn_cfg, fit_cfg, live_dir: Path):
         self.cnn_cfg, self.fit_cfg, self.live_dir = cnn_cfg, fit_cfg, live_dir
-        self.history: list = []
 
     def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
+        """(validation probabilities, predict function, history rows) of fold k."""
         from spectraforge.training import predict_proba, train_fold
 
         live = _live(self.live_dir, k)
@@ -118,8 +123,8 @@ class _CNN:
         finally:
             live.end()
         self.model = result.model
-        self.history += [{"fold": k, **h} for h in result.history]
-        return result.val_proba, (lambda rows_X: predict_proba(self.model, rows_X))
+        history = [{"fold": int(k), **h} for h in result.history]
+        return result.val_proba, (lambda rows_X: predict_proba(self.model, rows_X)), history
 
     def save(self, path: Path) -> str:
         self.model.save(path.with_suffix(".keras"))
@@ -129,7 +134,6 @@ class _CNN:
 class _LGBM:
     def __init__(self, cfg, wave, threads, live_dir: Path):
         self.cfg, self.wave, self.threads, self.live_dir = cfg, wave, threads, live_dir
-        self.history: list = []
 
     def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
         from spectraforge.models.lgbm import SpectrumLGBM
@@ -145,7 +149,7 @@ class _LGBM:
             live.log_metric("val_multi_logloss", float(loss))
             live.next_step()
         live.end()
-        return self.model.predict_proba(X_val), self.model.predict_proba
+        return self.model.predict_proba(X_val), self.model.predict_proba, []
 
     def save(self, path: Path) -> str:
         joblib.dump(self.model, path.with_suffix(".joblib"))
@@ -191,38 +195,57 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     else:
         learner = _LGBM(configs[0], data.wave, params.threads, reports / "live" / name)
 
-    out_models = Path(models_dir) / name
-    out_models.mkdir(parents=True, exist_ok=True)
     oof = np.full((len(y), len(LABELS)), np.nan)
     test = np.zeros((len(test_meta), len(LABELS)))
-    fold_files, fold_scores, t0 = [], {}, time.perf_counter()
+    fold_files, fold_scores, history, t0 = [], {}, [], time.perf_counter()
+    ids = train_meta["id"].astype(str).to_numpy()
+    ckpt = FoldCheckpoints(f"train-{name}", {
+        "kind": spec.kind, "configs": [asdict(c) for c in configs], "threads": params.threads,
+        "prepared": tree_fingerprint(params.prepared_dir), "folds": file_fingerprint(params.folds),
+        "extras": extras.fingerprint() if extras is not None else None})
+    live_root = reports / "live" / name
     ks = sorted(np.unique(fold))
-    for k in ks:
-        train_rows, val_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        extra = extras(k, train_meta["id"].astype(str).to_numpy()[val_rows]) if extras is not None else None
-        val_proba, predict = learner.fit_predict(data.train, y, train_rows, val_rows, k, extra)
-        oof[val_rows] = val_proba
-        test += _predict_test(predict, data.test) / len(ks)
-        fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[val_rows], val_proba.argmax(axis=1))
-        fold_files.append(learner.save(out_models / f"fold{k}"))
-    assert not np.isnan(oof).any(), "every training spectrum gets exactly one OOF prediction"
+    with staged_dir(Path(models_dir) / name) as out_models:
+        for k in ks:
+            train_rows, val_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            extra = extras(k, ids[val_rows]) if extras is not None else None  # counted even when resumed
+            saved = ckpt.load(k)
+            if saved is None:
+                val_proba, predict, fold_history = learner.fit_predict(data.train, y, train_rows, val_rows, k, extra)
+                files = ckpt.files_dir(k)
+                model_file = learner.save(files / f"fold{k}")
+                if (live_root / f"fold{k}").exists():
+                    shutil.copytree(live_root / f"fold{k}", files / "live")
+                ckpt.save(k, {"model": model_file, "history": fold_history},
+                          val_proba=val_proba, test_proba=_predict_test(predict, data.test))
+                saved = ckpt.load(k)
+            else:
+                print(f"{name}: fold {k} restored from {ckpt.dir}")
+                if (saved["files"] / "live").exists():
+                    shutil.copytree(saved["files"] / "live", live_root / f"fold{k}", dirs_exist_ok=True)
+            oof[val_rows] = saved["val_proba"]
+            test += saved["test_proba"] / len(ks)
+            history += saved["record"]["history"]
+            fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[val_rows], saved["val_proba"].argmax(axis=1))
+            fold_files.append(saved["record"]["model"])
+            shutil.copy(saved["files"] / fold_files[-1], out_models / fold_files[-1])
+        assert not np.isnan(oof).any(), "every training spectrum gets exactly one OOF prediction"
+        manifest = {
+            "name": name, "kind": spec.kind, "folds": fold_files, "labels": list(LABELS),
+            "wave": data.wave.tolist(), "prepare": prepare_params or {},
+            "config": [asdict(c) for c in configs],
+        }
+        atomic_write_json(out_models / "manifest.json", manifest, indent=1)
 
-    manifest = {
-        "name": name, "kind": spec.kind, "folds": fold_files, "labels": list(LABELS),
-        "wave": data.wave.tolist(), "prepare": prepare_params or {},
-        "config": [asdict(c) for c in configs],
-    }
-    (out_models / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    pred_dir = Path(predictions_dir) / name
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    oof_df = pd.DataFrame(oof, columns=PROBA_COLUMNS)
-    oof_df.insert(0, "label", train_meta["label"].to_numpy())
-    oof_df.insert(0, "fold", fold)
-    oof_df.insert(0, "id", train_meta["id"].astype(str).to_numpy())
-    oof_df.to_parquet(pred_dir / "oof.parquet", index=False)
-    test_df = pd.DataFrame(test, columns=PROBA_COLUMNS)
-    test_df.insert(0, "id", test_meta["id"].astype(str).to_numpy())
-    test_df.to_parquet(pred_dir / "test.parquet", index=False)
+    with staged_dir(Path(predictions_dir) / name) as pred_dir:
+        oof_df = pd.DataFrame(oof, columns=PROBA_COLUMNS)
+        oof_df.insert(0, "label", train_meta["label"].to_numpy())
+        oof_df.insert(0, "fold", fold)
+        oof_df.insert(0, "id", ids)
+        oof_df.to_parquet(pred_dir / "oof.parquet", index=False)
+        test_df = pd.DataFrame(test, columns=PROBA_COLUMNS)
+        test_df.insert(0, "id", test_meta["id"].astype(str).to_numpy())
+        test_df.to_parquet(pred_dir / "test.parquet", index=False)
 
     pred = oof.argmax(axis=1)
     lo, hi = bootstrap_macro_f1_ci(y, pred, n=1000, seed=0)
@@ -234,12 +257,11 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     cm = confusion(y, pred)
     metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
     metrics.update({"n_train": int(len(y)), "n_test": int(len(test_meta)), "seconds": time.perf_counter() - t0})
-    (reports / "metrics").mkdir(parents=True, exist_ok=True)
-    (reports / "metrics" / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plots = reports / "plots" / name
-    plots.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in pred]}).to_csv(
-        plots / "confusion.csv", index=False)
-    if learner.history:
-        pd.DataFrame(learner.history).to_csv(plots / "history.csv", index=False)
+    with staged_dir(reports / "plots" / name) as plots:
+        pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in pred]}).to_csv(
+            plots / "confusion.csv", index=False)
+        if history:
+            pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
+    atomic_write_json(reports / "metrics" / f"{name}.json", metrics)
+    ckpt.clear()
     return metrics

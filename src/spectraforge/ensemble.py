@@ -24,7 +24,6 @@ reports/metrics/ensemble.json, reports/plots/ensemble/confusion.csv.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import pandas as pd
 
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, macro_f1_batch, per_class_f1
-from spectraforge.params import build_dataclass, load_params, require
+from spectraforge.outputs import atomic_write_json, staged_dir
+from spectraforge.params import require
 
 K = len(LABELS)
 PROBA = [f"p_{c}" for c in LABELS]
@@ -67,9 +67,9 @@ class EnsembleParams:
 
 
 def load_ensemble_params(path="params.yaml") -> EnsembleParams:
-    obj = build_dataclass(EnsembleParams, load_params(path).get("ensemble", {}) or {}, "ensemble")
-    obj.validate()
-    return obj
+    from spectraforge.params import load_section
+
+    return load_section("ensemble", path, EnsembleParams)
 
 
 # ------------------------------------------------------------------------ inputs
@@ -292,8 +292,18 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
     metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
     metrics.update({"n_train": int(len(y)), "n_test": int(len(lv.test_ids))})
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out_dir) as out:
+        _write_predictions(out, lv, y, fold, P_oof, oof_pred, P_test, test_pred)
+        joblib.dump(FittedEnsemble(lv.names, finals[params.method], w), out / "combiner.joblib")
+    reports = Path(reports_dir)
+    with staged_dir(reports / "plots" / "ensemble") as plots:
+        pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in oof_pred]}).to_csv(
+            plots / "confusion.csv", index=False)
+    atomic_write_json(reports / "metrics" / "ensemble.json", metrics)
+    return metrics
+
+
+def _write_predictions(out: Path, lv: Level1, y, fold, P_oof, oof_pred, P_test, test_pred) -> None:
     oof = pd.DataFrame(P_oof, columns=PROBA)
     oof.insert(0, "label", [LABELS[i] for i in y])
     oof.insert(0, "fold", fold)
@@ -304,12 +314,3 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
     test.insert(0, "id", lv.test_ids)
     test["type"] = [LABELS[i] for i in test_pred]
     test.to_parquet(out / "test.parquet", index=False)
-    joblib.dump(FittedEnsemble(lv.names, finals[params.method], w), out / "combiner.joblib")
-    reports = Path(reports_dir)
-    (reports / "metrics").mkdir(parents=True, exist_ok=True)
-    (reports / "metrics" / "ensemble.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plots = reports / "plots" / "ensemble"
-    plots.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in oof_pred]}).to_csv(
-        plots / "confusion.csv", index=False)
-    return metrics

@@ -151,9 +151,14 @@ class _NpyAppender:
 
 def run_prepare(params: PrepareParams, progress: bool = True) -> dict:
     """Run the stage; returns the counts written to the metrics file."""
+    from spectraforge.outputs import staged_dir
+
+    with staged_dir(params.out_dir) as out:
+        return _prepare_into(params, out, progress)
+
+
+def _prepare_into(params: PrepareParams, out: Path, progress: bool) -> dict:
     import pandas as pd  # main process only: workers import this module without it
-    out = Path(params.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     grid_wave = make_grid(params.grid)
     chunks, problems, listed = list_inputs(params, params.chunk_size)
     writers = {s: _NpyAppender(out / f"{s}.npy", len(grid_wave)) for s in ("train", "test")}
@@ -197,6 +202,6 @@ def run_prepare(params: PrepareParams, progress: bool = True) -> dict:
 
 
 def write_metrics(counts: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    from spectraforge.outputs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(counts, indent=2, sort_keys=True) + "\n")

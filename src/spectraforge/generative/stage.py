@@ -20,7 +20,6 @@ anything is written; a generator that saw one would raise.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from spectraforge.generative.base import SpectrumGenerator, make_space
 from spectraforge.generative.resample import METHODS as RESAMPLE_KINDS
 from spectraforge.generative.resample import ResampleGenerator
 from spectraforge.io.spectrum import LABELS
+from spectraforge.outputs import atomic_write_json, staged_dir
 from spectraforge.params import build_dataclass, load_with_variants, require, require_variants
 
 KINDS = ("gauss", "flow", "gan", "oversample", "noise")
@@ -174,11 +174,16 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
     fold = fold_rows(train_meta, folds)
     y = label_index(train_meta["label"])
     ids = train_meta["id"].astype(str).to_numpy()
+    plots_dir = Path(reports_dir) / "plots" / f"generate_{name}"
+    with staged_dir(Path(out_root) / name) as out_dir, staged_dir(plots_dir) as plots:
+        per_fold = _run_folds(name, spec, params, data, fold, y, ids, out_dir, plots)
+    metrics = _summarise(name, spec, per_fold)
+    atomic_write_json(Path(reports_dir) / "metrics" / f"generate_{name}.json", metrics)
+    return metrics
+
+
+def _run_folds(name, spec, params, data, fold, y, ids, out_dir: Path, plots: Path):
     X_all = data.train
-    out_dir = Path(out_root) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = Path(reports_dir) / "plots" / f"generate_{name}"
-    plots.mkdir(parents=True, exist_ok=True)
     per_fold, history = [], []
     for k in sorted(np.unique(fold)):
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -202,10 +207,7 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
                             f"{name}: {LABELS[c]}, fold {k}", params.quality.plot_examples, seed)
     if history:
         pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
-    metrics = _summarise(name, spec, per_fold)
-    (Path(reports_dir) / "metrics").mkdir(parents=True, exist_ok=True)
-    (Path(reports_dir) / "metrics" / f"generate_{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return per_fold
 
 
 def make_generator(spec: GeneratorSpec, name: str, classes=None):

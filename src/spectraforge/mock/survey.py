@@ -71,12 +71,19 @@ def reobserve(flux, ivar, mask, rng: np.random.Generator):
 
 
 def build_survey(params: MockParams) -> dict:
-    """Simulate and write the survey; returns counts for the stage's metrics."""
+    """Simulate and write the survey (into a staging folder renamed into place at the end);
+    returns counts for the stage's metrics."""
+    from spectraforge.outputs import atomic_write_text, staged_dir
+
+    with staged_dir(params.out_dir) as out:
+        counts, test_ids, test_labels = _write_survey(params, out)
+    atomic_write_text(params.truth_csv, pd.DataFrame({"id": test_ids, "type": test_labels}).to_csv(index=False))
+    return counts
+
+
+def _write_survey(params: MockParams, out: Path):
     rng = np.random.default_rng(params.seed)
-    out = Path(params.out_dir)
     (out / "fits").mkdir(parents=True, exist_ok=True)
-    truth = Path(params.truth_csv)
-    truth.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid()
 
     train_labels = draw_labels(params.class_mix, params.n_train, rng)
@@ -112,11 +119,10 @@ def build_survey(params: MockParams) -> dict:
         write_tianchi(flux, txt_ids, txt_labels if split == "train" else None,
                       out / f"{split}_index.csv", out / f"{split}.zip")
         counts[f"n_{split}_txt"] = len(txt_ids)
-    pd.DataFrame({"id": test_ids, "type": test_labels}).to_csv(truth, index=False)
     for split, labels in (("train", train_labels), ("test", test_labels)):
         for c in LABELS:
             counts[f"n_{split}_{c}"] = int((labels == c).sum())
-    return counts
+    return counts, test_ids, test_labels
 
 
 def _write_fits_object(folder: Path, batch, j: int, obsid: str, counts: dict, rng, repeat_fraction) -> int:
