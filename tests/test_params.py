@@ -45,3 +45,36 @@ def test_prepare_inputs_checked(tmp_path):
     base["normalise"] = "max"
     with pytest.raises(ParamsError, match=r"prepare\.normalise: 'max' is not one of: median, zscore, l2, none"):
         load_section("prepare", write(tmp_path, {"prepare": base}))
+
+
+def test_unknown_section_is_named_with_suggestion(tmp_path, repo_root):
+    import yaml
+
+    from spectraforge.ensemble import load_ensemble_params
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["ensembel"] = params.pop("ensemble")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=r"ensembel: unknown section \(did you mean 'ensemble'\?\)"):
+        load_ensemble_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("ensemble", "method", "vote", r"ensemble\.method: 'vote' is not one of: average, stack"),
+    ("ensemble", "stackr", "lgbm", r"ensemble\.stackr: unknown key \(did you mean 'stacker'\?\)"),
+    ("submit", "fill_missing", "quasar", r"submit\.fill_missing: 'quasar' is not one of"),
+    ("report", "n_boot", 3, r"report\.n_boot: must be >= 10"),
+])
+def test_late_stage_sections_are_strict(tmp_path, repo_root, section, key, value, match):
+    import yaml
+
+    from spectraforge.ensemble import load_ensemble_params
+    from spectraforge.report import load_report_params
+    from spectraforge.submission import load_submit_params
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params[section][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    load = {"ensemble": load_ensemble_params, "submit": load_submit_params, "report": load_report_params}[section]
+    with pytest.raises(ParamsError, match=match):
+        load(tmp_path / "params.yaml")

@@ -148,6 +148,8 @@ class FoldsParams:
 
 
 SECTIONS = {"mock": MockParams, "prepare": PrepareParams, "folds": FoldsParams}
+# every top-level section params.yaml may hold (the others' schemas live with their stages)
+STAGE_SECTIONS = ("mock", "prepare", "folds", "train", "generate", "augment", "ensemble", "submit", "report")
 
 
 def build_dataclass(cls, data, key: str):
@@ -192,6 +194,11 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of stage sections")
+    for name in data:
+        if name not in STAGE_SECTIONS:
+            close = difflib.get_close_matches(str(name), STAGE_SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ParamsError(f"params: {name}: unknown section{hint}; valid sections: {', '.join(STAGE_SECTIONS)}")
     return data
 
 
@@ -220,11 +227,12 @@ def load_with_variants(section: str, params_cls, spec_cls, path: str | Path = "p
     return params
 
 
-def load_section(name: str, path: str | Path = "params.yaml"):
-    """The validated params of one stage section."""
-    if name not in SECTIONS:
+def load_section(name: str, path: str | Path = "params.yaml", cls=None):
+    """The validated params of one stage section (``cls``: its dataclass, for sections whose
+    schema lives with their stage's module)."""
+    if cls is None and name not in SECTIONS:
         raise ParamsError(f"params: no section schema '{name}'; known: {', '.join(SECTIONS)}")
-    data = load_params(path).get(name, {})
-    obj = build_dataclass(SECTIONS[name], data, name)
+    data = load_params(path).get(name, {}) or {}
+    obj = build_dataclass(cls or SECTIONS[name], data, name)
     obj.validate(name)
     return obj

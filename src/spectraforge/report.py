@@ -460,8 +460,6 @@ class ReportParams:
 
 
 def load_report_params(path="params.yaml") -> ReportParams:
-    from spectraforge.params import build_dataclass, load_params
+    from spectraforge.params import load_section
 
-    obj = build_dataclass(ReportParams, load_params(path).get("report", {}) or {}, "report")
-    obj.validate()
-    return obj
+    return load_section("report", path, ReportParams)

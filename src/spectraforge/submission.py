@@ -132,11 +132,9 @@ class SubmitParams:
 
 
 def load_submit_params(path="params.yaml") -> SubmitParams:
-    from spectraforge.params import build_dataclass, load_params
+    from spectraforge.params import load_section
 
-    obj = build_dataclass(SubmitParams, load_params(path).get("submit", {}) or {}, "submit")
-    obj.validate()
-    return obj
+    return load_section("submit", path, SubmitParams)
 
 
 def _git_revision() -> dict:
