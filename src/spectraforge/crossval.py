@@ -30,7 +30,7 @@ import pandas as pd
 
 from spectraforge.data import label_index, load_prepared
 from spectraforge.io.spectrum import LABELS
-from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, per_class_f1
+from spectraforge.metrics import confusion, macro_f1, scores
 from spectraforge.outputs import FoldCheckpoints, atomic_write_json, file_fingerprint, staged_dir, tree_fingerprint
 from spectraforge.params import ParamsError, build_dataclass, require, require_variants
 
@@ -248,10 +248,7 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
         test_df.to_parquet(pred_dir / "test.parquet", index=False)
 
     pred = oof.argmax(axis=1)
-    lo, hi = bootstrap_macro_f1_ci(y, pred, n=1000, seed=0)
-    metrics = {"macro_f1": macro_f1(y, pred), "macro_f1_ci_low": lo, "macro_f1_ci_high": hi}
-    metrics.update({f"f1_{c}": v for c, v in per_class_f1(y, pred).items()})
-    metrics.update(fold_scores)
+    metrics = {**scores(y, pred), **fold_scores}
     if extras is not None:
         metrics.update(extras.summary())
     cm = confusion(y, pred)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from spectraforge.io.spectrum import LABELS
-from spectraforge.metrics import bootstrap_macro_f1_ci, confusion, macro_f1, macro_f1_batch, per_class_f1
+from spectraforge.metrics import confusion, macro_f1, macro_f1_batch, scores
 from spectraforge.outputs import atomic_write_json, staged_dir
 from spectraforge.params import require
 
@@ -253,13 +253,6 @@ def decide(P: np.ndarray, w: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ the stage
 
 
-def _scores(prefix: str, y, pred, seed: int) -> dict:
-    lo, hi = bootstrap_macro_f1_ci(y, pred, n=1000, seed=seed)
-    out = {f"{prefix}macro_f1": macro_f1(y, pred), f"{prefix}macro_f1_ci_low": lo, f"{prefix}macro_f1_ci_high": hi}
-    out.update({f"{prefix}f1_{c}": v for c, v in per_class_f1(y, pred).items()})
-    return out
-
-
 def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="reports") -> dict:
     lv = load_level1(params.inputs, params.predictions_dir)
     y, fold = lv.y, lv.fold
@@ -271,7 +264,7 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
         honest[method] = nested_oof(lambda: make_combiner(params, method), lv.oof, y, fold)
         final = finals[method] = make_combiner(params, method).fit(lv.oof, y)
         test_proba[method] = final.predict(lv.test)
-        metrics.update(_scores(f"{method}_", y, honest[method].argmax(axis=1), params.seed))
+        metrics.update(scores(y, honest[method].argmax(axis=1), prefix=f"{method}_", seed=params.seed))
         if method == "average":
             metrics.update({f"weight_{n}": float(w) for n, w in zip(lv.names, final.weights)})
     P_oof, P_test = honest[params.method], test_proba[params.method]
@@ -287,7 +280,7 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
     else:
         w = np.ones(K)
         oof_pred, test_pred = P_oof.argmax(axis=1), P_test.argmax(axis=1)
-    metrics.update(_scores("", y, oof_pred, params.seed))
+    metrics.update(scores(y, oof_pred, seed=params.seed))
     cm = confusion(y, oof_pred)
     metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
     metrics.update({"n_train": int(len(y)), "n_test": int(len(lv.test_ids))})

@@ -67,6 +67,16 @@ def f1_batch(y_true, y_pred) -> np.ndarray:
     return _f1_from_confusion(_confusions(y_true, y_pred))
 
 
+def scores(y_true, y_pred, prefix: str = "", n_boot: int = 1000, seed: int = 0) -> dict:
+    """The flat score keys every stage reports: ``<prefix>macro_f1`` with its bootstrap interval
+    (``_ci_low``, ``_ci_high``) and ``<prefix>f1_<class>``."""
+    lo, hi = bootstrap_macro_f1_ci(y_true, y_pred, n=n_boot, seed=seed)
+    out = {f"{prefix}macro_f1": macro_f1(y_true, y_pred), f"{prefix}macro_f1_ci_low": lo,
+           f"{prefix}macro_f1_ci_high": hi}
+    out.update({f"{prefix}f1_{c}": v for c, v in per_class_f1(y_true, y_pred).items()})
+    return out
+
+
 def macro_f1_batch(y_true, y_pred) -> np.ndarray:
     """Macro-F1 of each row of a (g, n) stack of predictions against one truth y_true (n,)."""
     with warnings.catch_warnings():

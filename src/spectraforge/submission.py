@@ -157,7 +157,7 @@ def submission_name(prefix: str, params_blob: dict, when: datetime) -> str:
 
 def score_against_truth(ids, labels, truth_csv) -> dict:
     """Macro-F1 (with a bootstrap interval) and per-class F1 of submitted labels on known test labels."""
-    from spectraforge.metrics import bootstrap_macro_f1_ci, macro_f1, per_class_f1
+    from spectraforge.metrics import scores
 
     truth = pd.read_csv(truth_csv, dtype=str)
     by_id = dict(zip(truth["id"], truth["type"]))
@@ -166,10 +166,7 @@ def score_against_truth(ids, labels, truth_csv) -> dict:
         raise SubmissionError(f"{truth_csv}: {len(missing)} submitted id(s) have no truth label: {_preview(missing)}")
     y = np.array([LABELS.index(by_id[i]) for i in ids])
     p = np.array([LABELS.index(x) for x in labels])
-    lo, hi = bootstrap_macro_f1_ci(y, p, n=1000, seed=0)
-    out = {"test_macro_f1": macro_f1(y, p), "test_macro_f1_ci_low": lo, "test_macro_f1_ci_high": hi}
-    out.update({f"test_f1_{c}": v for c, v in per_class_f1(y, p).items()})
-    return out
+    return scores(y, p, prefix="test_")
 
 
 def run_submit(params: SubmitParams, all_params: dict, reports_dir="reports", now: datetime | None = None) -> dict:
