@@ -156,9 +156,4 @@ def baseline_proba(model_dir: Path, k: int, flux: np.ndarray) -> np.ndarray:
     files = [f for f in info["folds"] if Path(f).stem == f"fold{k}"]
     if not files:
         raise FileNotFoundError(f"{model_dir}: no model for fold {k} (have {', '.join(info['folds'])})")
-    model = FoldEnsemble._load(model_dir / files[0], info["kind"])
-    if info["kind"] == "cnn":
-        from spectraforge.training import predict_proba
-
-        return np.asarray(predict_proba(model, flux), np.float64)
-    return model.predict_proba(flux)
+    return FoldEnsemble.predict_one(FoldEnsemble._load(model_dir / files[0], info["kind"]), info["kind"], flux)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,6 +65,21 @@ def staged_dir(final):
     if final.exists():
         shutil.rmtree(final) if final.is_dir() else final.unlink()
     os.rename(stage, final)
+
+
+def git_revision() -> dict:
+    """``git_revision`` (full hash, "unknown" outside a repository) and ``git_dirty`` (tracked
+    files modified; None when git cannot tell), recorded with submissions and reports."""
+    def git(*args):
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    rev = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_revision": rev or "unknown", "git_dirty": bool(status) if status is not None else None}
 
 
 def file_fingerprint(path) -> str:

@@ -86,20 +86,19 @@ class FoldEnsemble:
             return keras.models.load_model(path, compile=False)
         return joblib.load(path)
 
+    @staticmethod
+    def predict_one(model, kind: str, flux: np.ndarray) -> np.ndarray:
+        """Class probabilities of one fold model of the given kind."""
+        if kind == "cnn":
+            from spectraforge.training import predict_proba
+
+            return np.asarray(predict_proba(model, flux), np.float64)
+        return model.predict_proba(flux)
+
     def per_variant(self, flux: np.ndarray) -> dict:
         """{variant name: probabilities averaged over its fold models}."""
-        out = {}
-        for info, models in self.variants:
-            folds = []
-            for model in models:
-                if info["kind"] == "cnn":
-                    from spectraforge.training import predict_proba
-
-                    folds.append(np.asarray(predict_proba(model, flux), np.float64))
-                else:
-                    folds.append(model.predict_proba(flux))
-            out[info["name"]] = np.mean(folds, axis=0)
-        return out
+        return {info["name"]: np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
+                for info, models in self.variants}
 
     def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, label codes): the fitted ensemble's if given, else the mean over variants."""

@@ -28,8 +28,6 @@ import base64
 import html
 import io
 import json
-import os
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +41,7 @@ from matplotlib.ticker import MaxNLocator
 from spectraforge.data import label_index
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import f1_batch, macro_f1, per_class_f1
+from spectraforge.outputs import atomic_write_text, git_revision
 
 matplotlib.use("Agg")  # figures are built with the object API (no pyplot state) and saved as PNG
 
@@ -355,29 +354,13 @@ def _ordered_pngs(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.png"), key=lambda p: (rank.get(p.stem, K), p.name))
 
 
-def _git_revision() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
-
-
 def _page(body: str) -> str:
     built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    run = f"Built {built} · git revision {_git_revision()}"
+    run = f"Built {built} · git revision {git_revision()['git_revision'][:7]}"
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>spectraforge run report</title><style>{CSS}</style></head>\n<body><main>"
             f'<h1>spectraforge run report</h1><p class="run">{html.escape(run)}</p>\n{body}\n</main></body></html>\n')
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- entry point
@@ -440,8 +423,8 @@ def build_report(variants: list[str], generators: list[str], *, reports_dir: str
     best = max(loaded, key=lambda v: v.metrics["macro_f1"])
     body = "\n".join([ablation_section(loaded, best.name, baseline), confusion_section(loaded),
                       curves_section(reports_dir, variants), generators_section(reports_dir, generators)])
-    _write_atomic(reports_dir / "plots" / "ablation.csv", ablation_frame(loaded).to_csv(index=False))
-    _write_atomic(Path(out), _page(body))
+    atomic_write_text(reports_dir / "plots" / "ablation.csv", ablation_frame(loaded).to_csv(index=False))
+    atomic_write_text(Path(out), _page(body))
     return summary(loaded, generators, best)
 
 

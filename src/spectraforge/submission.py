@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from spectraforge.io.spectrum import LABELS
+from spectraforge.outputs import atomic_write_json, atomic_write_text, git_revision
 
 HEADER = ["id", "type"]
 
@@ -100,12 +99,7 @@ def write_submission(ids, labels, path: str | Path, test_ids) -> Path:
     problems = check_submission(table, test_ids)
     if problems:
         raise SubmissionError(f"{path}: not written: " + "; ".join(problems))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, table.to_csv(index=False))
 
 
 # ---------------------------------------------------------------------- the submit stage
@@ -135,18 +129,6 @@ def load_submit_params(path="params.yaml") -> SubmitParams:
     from spectraforge.params import load_section
 
     return load_section("submit", path, SubmitParams)
-
-
-def _git_revision() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    rev = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_revision": rev or "unknown", "git_dirty": bool(status) if status is not None else None}
 
 
 def submission_name(prefix: str, params_blob: dict, when: datetime) -> str:
@@ -201,15 +183,12 @@ def run_submit(params: SubmitParams, all_params: dict, reports_dir="reports", no
             raise FileNotFoundError(f"{params.truth}: submit.truth names no file (set it to null for real data)")
         metrics.update(score_against_truth(test_ids, out_labels, params.truth))
     sidecar = {
-        **metrics, "file": csv.name, "created_utc": now.isoformat(timespec="seconds"), **_git_revision(),
+        **metrics, "file": csv.name, "created_utc": now.isoformat(timespec="seconds"), **git_revision(),
         "params": blob, "filled_ids": filled,
         "oof": {k: v for k, v in oof.items() if k.startswith(("macro_f1", "f1_")) or k in ("method", "n_inputs")},
     }
     for path in (out / f"{name}.json", out / "latest.json"):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    (Path(reports_dir) / "metrics").mkdir(parents=True, exist_ok=True)
-    (Path(reports_dir) / "metrics" / "submit.json").write_text(
-        json.dumps({k: v for k, v in metrics.items() if k != "name"}, indent=2) + "\n")
+        atomic_write_json(path, sidecar)
+    submit_metrics = {k: v for k, v in metrics.items() if k != "name"}
+    atomic_write_json(Path(reports_dir) / "metrics" / "submit.json", submit_metrics)
     return sidecar
