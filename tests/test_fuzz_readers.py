@@ -151,3 +151,44 @@ def test_mutated_tianchi_zip_yields_spectrum_or_error_per_entry(tmp_path, ops):
     assert len(out) == 3
     for item in out:
         assert isinstance(item, (Spectrum, SpectrumReadError))
+
+
+@given(ops=MUTATIONS)
+@settings(max_examples=int(os.environ.get("FUZZ_ZIP_EXAMPLES", 60)))
+def test_zip_mutated_after_listing_yields_spectrum_or_error_per_located_entry(tmp_path, ops):
+    """prepare's workers read members at the offsets found when listing; a zip changed since
+    (or damaged under the offsets) gives a spectrum or a SpectrumReadError per entry."""
+    from spectraforge.io.tianchi import _list_members
+
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3):
+            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    names, locations = _list_members(src, locate=True)
+    src.write_bytes(_mutate(src.read_bytes(), ops))
+    entries = [IndexEntry(id=str(i), label="star", member=m) for i, m in enumerate(names)]
+    out = read_tianchi_entries(src, entries, locations)
+    assert len(out) == 3
+    for item in out:
+        assert isinstance(item, (Spectrum, SpectrumReadError))
+
+
+@given(ops=MUTATIONS)
+@settings(max_examples=int(os.environ.get("FUZZ_ZIP_EXAMPLES", 60)))
+def test_mutated_zip_lists_or_fails_clearly_and_reads_per_entry(tmp_path, ops):
+    """The compact table-of-contents reader on a mutated zip: a SpectrumReadError for the
+    whole source or a listing, whose every member then reads as a spectrum or its error."""
+    from spectraforge.io.tianchi import _list_members
+
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3):
+            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    src.write_bytes(_mutate(src.read_bytes(), ops))
+    try:
+        names, locations = _list_members(src, locate=True)
+    except SpectrumReadError:
+        return
+    entries = [IndexEntry(id=str(i), label="star", member=m) for i, m in enumerate(names)]
+    for item in read_tianchi_entries(src, entries, locations):
+        assert isinstance(item, (Spectrum, SpectrumReadError))

@@ -7,14 +7,15 @@ Outputs (in ``out_dir``):
   quarantine.csv        one row per input that did not make it: split, file, id, reason
 Counts add up per split: listed = prepared + quarantined (checked before any output is finished).
 
-Memory stays bounded: chunks stream from the worker pool in order and their rows are
-appended to a raw file that becomes the .npy at the end; nothing holds the whole array.
+Memory stays bounded: chunks stream from the worker pool in order (a few in flight), their
+rows are written in place into .npy files preallocated at the listed counts (NpyRowWriter)
+and their metadata into parquet row groups (MetaWriter); what grows with the number of
+spectra is only the listing and the id set for duplicate checks (~100 bytes a spectrum).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,11 @@ QUARANTINE_COLUMNS = ["split", "file", "id", "reason"]
 
 @dataclass
 class Chunk:
-    """A unit of work: items of one input, read together (one zip open per chunk)."""
+    """A unit of work: items of one input, read together."""
 
     spec: InputSpec
     items: list  # IndexEntry (tianchi) or str paths (fits)
+    locations: np.ndarray | None = None  # tianchi zip: where each member lies (read without the central directory)
 
 
 def list_fits(path: str | Path) -> list[str]:
@@ -61,7 +63,7 @@ def list_inputs(params: PrepareParams, chunk_size: int) -> tuple[list[Chunk], li
     listed = {"train": 0, "test": 0}
     for spec in params.inputs:
         if spec.kind == "tianchi":
-            entries, bad = scan_tianchi(spec.index, spec.path)
+            entries, bad, locations = scan_tianchi(spec.index, spec.path, locate=True)
             if spec.split == "test":
                 entries = [IndexEntry(e.id, None, e.member) for e in entries]
             items = entries
@@ -69,9 +71,10 @@ def list_inputs(params: PrepareParams, chunk_size: int) -> tuple[list[Chunk], li
                 problems.append({"split": spec.split, "file": where, "id": "", "reason": reason})
             listed[spec.split] += len(bad)
         else:
-            items = list_fits(spec.path)
+            items, locations = list_fits(spec.path), None
         listed[spec.split] += len(items)
-        chunks += [Chunk(spec, items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+        chunks += [Chunk(spec, items[i : i + chunk_size], None if locations is None else locations[i : i + chunk_size])
+                   for i in range(0, len(items), chunk_size)]
     return chunks, problems, listed
 
 
@@ -79,7 +82,7 @@ def _process_chunk(chunk: Chunk, grid_wave: np.ndarray, method: str, max_bad: fl
     """Read and preprocess one chunk; returns (rows float32 (m, P), meta dicts, problems)."""
     spec = chunk.spec
     if spec.kind == "tianchi":
-        results = read_tianchi_entries(spec.path, chunk.items)
+        results = read_tianchi_entries(spec.path, chunk.items, chunk.locations)
         where = [f"{spec.path}::{e.member}" for e in chunk.items]
     else:
         results = []
@@ -125,51 +128,112 @@ def _process_chunk(chunk: Chunk, grid_wave: np.ndarray, method: str, max_bad: fl
     return arr, metas, problems
 
 
-class _NpyAppender:
-    """Append float32 rows to a raw file, then wrap it as a .npy (streamed, bounded memory)."""
+class NpyRowWriter:
+    """A float32 (n, n_pix) .npy preallocated for ``capacity`` rows, filled in place, then shrunk.
 
-    def __init__(self, path: Path, n_pix: int):
-        self.path, self.n_pix, self.n = Path(path), n_pix, 0
-        self._raw = self.path.with_suffix(".raw.tmp")
-        self._fh = open(self._raw, "wb")
+    The file is created at its largest size (sparse: no disk is used until rows arrive) with a
+    header reserved for ``capacity`` rows; each chunk of rows is written at its offset, so
+    nothing but the chunk is ever in memory. :meth:`finish` rewrites the header with the rows
+    actually written (padded to the reserved length, which numpy allows) and truncates the
+    file: no final copy, and readers memory-map the result (``np.load(..., mmap_mode="r")``).
+    """
+
+    def __init__(self, path: Path, n_pix: int, capacity: int):
+        self.path, self.n_pix, self.capacity, self.n = Path(path), int(n_pix), int(capacity), 0
+        self._header_len = len(self._header(self.capacity))
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._fh = open(self._tmp, "wb")
+        self._fh.write(self._header(self.capacity))
+        self._fh.truncate(self._header_len + self.capacity * self.n_pix * 4)
+
+    def _header(self, n: int, length: int | None = None) -> bytes:
+        d = {"descr": "<f4", "fortran_order": False, "shape": (n, self.n_pix)}
+        text = repr(d).encode("latin1")
+        # magic (6) + version (2) + length field (2) + text + padding + newline, a multiple of 64
+        size = length if length is not None else -(-(10 + len(text) + 1) // 64) * 64
+        text += b" " * (size - 10 - len(text) - 1) + b"\n"
+        return np.lib.format.MAGIC_PREFIX + b"\x01\x00" + (size - 10).to_bytes(2, "little") + text
 
     def append(self, rows: np.ndarray) -> None:
-        self._fh.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+        rows = np.ascontiguousarray(rows, dtype="<f4")
+        if rows.ndim != 2 or rows.shape[1] != self.n_pix:
+            raise ValueError(f"{self.path}: rows of shape {rows.shape}, expected (m, {self.n_pix})")
+        if self.n + len(rows) > self.capacity:
+            raise RuntimeError(f"{self.path}: {self.n + len(rows)} rows exceed the {self.capacity} preallocated")
+        os.pwrite(self._fh.fileno(), rows.data, self._header_len + self.n * self.n_pix * 4)
         self.n += len(rows)
 
     def finish(self) -> None:
+        """Write the final header and size, then rename the file into place."""
+        header = self._header(self.n, self._header_len)
+        assert len(header) == self._header_len  # fewer rows never need a longer header
+        os.pwrite(self._fh.fileno(), header, 0)
+        self._fh.truncate(self._header_len + self.n * self.n_pix * 4)
         self._fh.close()
-        tmp = self.path.with_suffix(".npy.tmp")
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                  "fortran_order": False, "shape": (self.n, self.n_pix)}
-        with open(tmp, "wb") as out, open(self._raw, "rb") as raw:
-            np.lib.format.write_array_header_1_0(out, header)
-            shutil.copyfileobj(raw, out, length=16 << 20)
-        os.replace(tmp, self.path)
-        self._raw.unlink()
+        os.replace(self._tmp, self.path)
 
 
-def run_prepare(params: PrepareParams, progress: bool = True) -> dict:
-    """Run the stage; returns the counts written to the metrics file."""
+class MetaWriter:
+    """meta.parquet written in row groups as chunks arrive: the rows never pile up as dicts."""
+
+    def __init__(self, path: Path, rows_per_group: int = 65536):
+        import pyarrow as pa
+
+        self.schema = pa.schema([
+            ("split", pa.string()), ("row", pa.int64()), ("id", pa.string()), ("label", pa.string()),
+            ("snr", pa.float64()), ("z", pa.float64()), ("object_id", pa.string()), ("file", pa.string()),
+            ("format", pa.string()), ("bad_fraction", pa.float64()),
+        ])
+        assert self.schema.names == META_COLUMNS
+        self.path, self.rows_per_group = Path(path), rows_per_group
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._buffer: list[dict] = []
+        self._writer = None
+        self.counts = {"train": 0, "test": 0}
+
+    def add(self, meta: dict) -> None:
+        self._buffer.append(meta)
+        self.counts[meta["split"]] += 1
+        if len(self._buffer) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        self._writer.write_table(table)
+        self._buffer = []
+
+    def finish(self) -> None:
+        if self._buffer or self._writer is None:
+            self._flush()
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+
+def run_prepare(params: PrepareParams, progress: bool = True, compute=None) -> dict:
+    """Run the stage; returns the counts written to the metrics file. ``compute``
+    (:class:`spectraforge.compute.ComputeParams`) sends the chunks to a Dask cluster."""
     from spectraforge.outputs import staged_dir
 
     with staged_dir(params.out_dir) as out:
-        return _prepare_into(params, out, progress)
+        return _prepare_into(params, out, progress, compute)
 
 
-def _prepare_into(params: PrepareParams, out: Path, progress: bool) -> dict:
+def _prepare_into(params: PrepareParams, out: Path, progress: bool, compute=None) -> dict:
     import pandas as pd  # main process only: workers import this module without it
     grid_wave = make_grid(params.grid)
     chunks, problems, listed = list_inputs(params, params.chunk_size)
-    writers = {s: _NpyAppender(out / f"{s}.npy", len(grid_wave)) for s in ("train", "test")}
-    metas: list[dict] = []
-    seen: dict[str, str] = {}
-    total = sum(len(c.items) for c in chunks)
-    jobs = Parallel(n_jobs=params.n_jobs, return_as="generator")(
-        delayed(_process_chunk)(c, grid_wave, params.normalise, params.max_bad_fraction) for c in chunks
-    )
+    capacity = {s: sum(len(c.items) for c in chunks if c.spec.split == s) for s in ("train", "test")}
+    writers = {s: NpyRowWriter(out / f"{s}.npy", len(grid_wave), capacity[s]) for s in ("train", "test")}
+    meta = MetaWriter(out / "meta.parquet")
+    seen: dict[str, str] = {}  # id -> where it was first read (ids and short paths: small per spectrum)
+    total = sum(capacity.values())
     with tqdm(total=total, desc="prepare", unit="spec", disable=not progress) as bar:
-        for chunk, (rows, chunk_meta, chunk_problems) in zip(chunks, jobs):
+        for chunk, (rows, chunk_meta, chunk_problems) in zip(chunks, map_chunks(params, chunks, grid_wave, compute)):
             problems += chunk_problems
             keep = []
             for i, m in enumerate(chunk_meta):
@@ -180,25 +244,36 @@ def _prepare_into(params: PrepareParams, out: Path, progress: bool) -> dict:
                 seen[m["id"]] = m["file"]
                 m["row"] = writers[m["split"]].n + len(keep)
                 keep.append(i)
-                metas.append(m)
+                meta.add(m)
             if keep:
-                writers[chunk.spec.split].append(rows[keep])
+                writers[chunk.spec.split].append(rows[keep] if len(keep) < len(rows) else rows)
             bar.update(len(chunk.items))
-    meta = pd.DataFrame(metas, columns=META_COLUMNS)
     quarantine = pd.DataFrame(problems, columns=QUARANTINE_COLUMNS)
     counts = {}
     for split in ("train", "test"):
-        n_ok = int((meta["split"] == split).sum())
+        n_ok = meta.counts[split]
         n_bad = int((quarantine["split"] == split).sum())
         if n_ok + n_bad != listed[split]:  # the books must balance before any output is finished
             raise RuntimeError(f"prepare: {split}: {n_ok} prepared + {n_bad} quarantined != {listed[split]} listed")
         counts.update({f"{split}_listed": listed[split], f"{split}_prepared": n_ok, f"{split}_quarantined": n_bad})
     for w in writers.values():
         w.finish()
-    meta.to_parquet(out / "meta.parquet", index=False)
+    meta.finish()
     quarantine.to_csv(out / "quarantine.csv", index=False)
     np.save(out / "wave.npy", grid_wave)
     return counts
+
+
+def map_chunks(params: PrepareParams, chunks: list[Chunk], grid_wave: np.ndarray, compute=None):
+    """Processed chunks in order, from the joblib pool (a few chunks in flight, never all):
+    ``prepare.n_jobs`` local processes, or every worker of the Dask cluster ``compute`` names."""
+    from spectraforge.compute import joblib_backend
+
+    local = compute is None or compute.backend == "local"
+    with joblib_backend(compute):
+        yield from Parallel(n_jobs=params.n_jobs if local else -1, return_as="generator")(
+            delayed(_process_chunk)(c, grid_wave, params.normalise, params.max_bad_fraction) for c in chunks
+        )
 
 
 def write_metrics(counts: dict, path: str | Path) -> None:
