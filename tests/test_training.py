@@ -109,3 +109,55 @@ def test_overlapping_train_and_validation_rows_are_refused(toy):
     X, y, tr, va = toy
     with pytest.raises(ValueError, match="both train_rows and val_rows"):
         train_fold(X, y, np.concatenate([tr, va[:3]]), va, CNN, quick_cfg())
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_after", [2, 3, 4])  # inside phase 1, at the phase boundary, inside phase 2
+def test_a_fold_killed_after_an_epoch_resumes_to_the_uninterrupted_result(toy, tmp_path, monkeypatch, kill_after):
+    """The fold's state after each epoch (weights, optimizer moments, dropout seed state,
+    sampler position, best weights, patience count) lets a rerun continue where a killed run
+    stopped; the resumed fold equals one that never stopped, epoch for epoch."""
+    from spectraforge.training import EpochState
+
+    X, y, tr, va = toy
+    cfg = quick_cfg(patience=5)
+    plain = train_fold(X, y, tr, va, CNN, cfg)
+
+    save = EpochState.on_epoch_end
+    calls = []
+
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        calls.append(epoch)
+        if len(calls) == kill_after:
+            raise _Killed
+
+    monkeypatch.setattr(EpochState, "on_epoch_end", save_then_die)
+    with pytest.raises(_Killed):
+        train_fold(X, y, tr, va, CNN, cfg, resume_dir=tmp_path / "state")
+    monkeypatch.setattr(EpochState, "on_epoch_end", save)
+    assert EpochState.load(tmp_path / "state")["record"]["batches"] == sum(
+        (25 if h["phase"] == 1 else 6) for h in EpochState.load(tmp_path / "state")["record"]["history"])
+    live = FakeLive()
+    resumed = train_fold(X, y, tr, va, CNN, cfg, logger=live, resume_dir=tmp_path / "state")
+    assert resumed.history == plain.history
+    np.testing.assert_array_equal(resumed.val_proba, plain.val_proba)
+    for a, b in zip(resumed.model.get_weights(), plain.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert live.steps == len(plain.history)  # the learning curve is complete again
+
+
+def test_a_saved_state_from_another_model_is_refused(toy, tmp_path):
+    from spectraforge.training import EpochState
+
+    X, y, tr, va = toy
+    cfg = quick_cfg(phase1=PhaseConfig(1, 3, 1e-2, "crossentropy"), phase2=PhaseConfig(1, 3, 1e-3, "macro_f1"))
+    train_fold(X, y, tr, va, CNN, cfg, resume_dir=tmp_path / "state")
+    rec = EpochState.load(tmp_path / "state")["record"]
+    assert rec["phase"] == 2 and rec["epochs_done"] == 1
+    other = CNNConfig(n_pix=N_PIX, channels=[8, 16], dense_units=16, dropout=0.1)
+    with pytest.raises(ValueError, match="saved fold state is from another model"):
+        train_fold(X, y, tr, va, other, cfg, resume_dir=tmp_path / "state")

@@ -9,9 +9,11 @@ Call :func:`configure_threads` first, before TensorFlow runs any op.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -151,9 +153,10 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
         self.best_proba = None
         self.history: list[dict] = []
         self._wait = 0
+        self.resumed_wait: int | None = None  # set by a resume: the next fit continues the count
 
     def on_train_begin(self, logs=None):
-        self._wait = 0
+        self._wait, self.resumed_wait = (self.resumed_wait or 0), None
 
     def on_epoch_end(self, epoch, logs=None):
         proba = predict_proba(self.model, self.x_val, self.rows, self.batch_size)
@@ -178,6 +181,55 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+class EpochState(keras.callbacks.Callback):
+    """Everything a fold needs to resume after its last finished epoch, in one atomic file.
+
+    ``<folder>/state.npz`` holds every model variable (the dropout seed state included, which
+    ``get_weights`` leaves out), the optimizer's variables, the best weights and validation
+    probabilities held by the :class:`MacroF1Checkpoint`, and a JSON record: phase, epochs
+    done in it, whether it stopped early, batches drawn so far, best score, patience count and
+    history. It is written through a temporary file and renamed, after the checkpoint callback
+    has seen the epoch, so a kill at any moment leaves either the previous state or the new one.
+    """
+
+    def __init__(self, folder, checkpoint: MacroF1Checkpoint, steps: dict):
+        super().__init__()
+        self.folder, self.checkpoint, self.steps = Path(folder), checkpoint, steps  # steps: phase -> batches
+
+    def batches(self) -> int:
+        """Batches the sampler has drawn: one epoch of its phase's steps per history row."""
+        return sum(self.steps[h["phase"]] for h in self.checkpoint.history)
+
+    def on_epoch_end(self, epoch, logs=None):
+        ck = self.checkpoint
+        record = {"phase": ck.phase, "epochs_done": epoch + 1, "stopped": bool(self.model.stop_training),
+                  "batches": self.batches(), "best": ck.best,
+                  "wait": ck._wait, "history": ck.history}
+        arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(self.model.variables)}
+        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.model.optimizer.variables)})
+        arrays.update({f"b{i}": w for i, w in enumerate(ck.best_weights or [])})
+        if ck.best_proba is not None:
+            arrays["best_proba"] = ck.best_proba
+        arrays["record"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".state.{os.getpid()}.npz"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, self.folder / "state.npz")
+
+    @staticmethod
+    def load(folder) -> dict | None:
+        path = Path(folder) / "state.npz" if folder is not None else None
+        if path is None or not path.exists():
+            return None
+        with np.load(path) as z:
+            arrays = {name: z[name] for name in z.files}
+        record = json.loads(arrays.pop("record").tobytes().decode())
+        pick = lambda p: [arrays[f"{p}{i}"] for i in range(sum(n.startswith(p) and n[1:].isdigit() for n in arrays))]
+        return {"record": record, "variables": pick("v"), "optimizer": pick("o"), "best_weights": pick("b"),
+                "best_proba": arrays.get("best_proba")}
+
+
 class LiveLogger(keras.callbacks.Callback):
     """Per-epoch metrics into a dvclive.Live-like ``logger`` (log_metric, next_step)."""
 
@@ -191,6 +243,11 @@ class LiveLogger(keras.callbacks.Callback):
                 self.logger.log_metric(f"{self.prefix}{key}", float(logs[key]))
         self.logger.next_step()
 
+    def replay(self, history: list[dict]) -> None:
+        """Log the epochs of a resumed fold again (its earlier learning curve was not kept)."""
+        for row in history:
+            self.on_epoch_end(row["epoch"] - 1, row)
+
 
 @dataclass
 class FoldResult:
@@ -203,7 +260,7 @@ class FoldResult:
 
 
 def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: TrainConfig,
-               extra=None, logger=None, log_prefix: str = "") -> FoldResult:
+               extra=None, logger=None, log_prefix: str = "", resume_dir=None) -> FoldResult:
     """Train on ``train_rows`` (+ ``extra`` synthetic spectra), select on ``val_rows``.
 
     X: (n, n_pix) float32, typically memory-mapped; y_int: class codes in LABELS order for
@@ -211,6 +268,11 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
     weights; returns the model holding the best weights by validation macro-F1 over both
     phases, its validation probabilities (len(val_rows), K), the per-epoch history and the
     best score.
+
+    resume_dir: a folder for the fold's state after every epoch (:class:`EpochState`); when it
+    already holds one (a killed run), training continues after that epoch — same sampler
+    position, optimizer moments, dropout seed state, best weights and patience count — so the
+    result equals an uninterrupted run. The caller removes the folder when the fold is saved.
     """
     train_cfg.validate()
     if cnn_cfg.n_pix != X.shape[1]:
@@ -226,14 +288,50 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
     )
     checkpoint = MacroF1Checkpoint(X, np.asarray(y_int)[val_rows], val_rows,
                                    train_cfg.patience, train_cfg.eval_batch_size)
-    callbacks = [checkpoint] + ([LiveLogger(logger, prefix=log_prefix)] if logger is not None else [])
+    live = LiveLogger(logger, prefix=log_prefix) if logger is not None else None
+    callbacks = [checkpoint] + ([live] if live is not None else [])
+    saved = EpochState.load(resume_dir)
+    if saved is not None:
+        rec = saved["record"]
+        checkpoint.best, checkpoint.history = rec["best"], rec["history"]
+        checkpoint.best_weights = saved["best_weights"] or None
+        checkpoint.best_proba = saved["best_proba"]
+        for _ in range(rec["batches"]):  # the sampler where the killed run left it
+            sampler.next_batch()
+        if live is not None:
+            live.replay(rec["history"])
+    steps = {1: train_cfg.phase1.steps, 2: train_cfg.phase2.steps}
     for number, phase in enumerate((train_cfg.phase1, train_cfg.phase2), start=1):
-        if phase.epochs == 0:
+        if phase.epochs == 0 or (saved is not None and number < saved["record"]["phase"]):
             continue
+        first_epoch = 0
+        if saved is not None and number == saved["record"]["phase"]:
+            rec = saved["record"]
+            _assign(model.variables, saved["variables"])
+            if rec["stopped"] or rec["epochs_done"] >= phase.epochs:
+                # the phase ended with the saved epoch: restore its best weights, as on_train_end does
+                if checkpoint.best_weights is not None:
+                    model.set_weights(checkpoint.best_weights)
+                continue
+            first_epoch, checkpoint.resumed_wait = rec["epochs_done"], rec["wait"]
         checkpoint.phase = number
         # a fresh optimizer per phase, as the article recompiled with the new loss and rate
         model.compile(optimizer=keras.optimizers.Adam(phase.lr), loss=get_loss(phase.loss),
                       jit_compile=train_cfg.jit_compile)
+        if first_epoch:
+            model.optimizer.build(model.trainable_variables)
+            _assign(model.optimizer.variables, saved["optimizer"])
+        # the checkpoint first (it sets val_macro_f1 and stop_training), the saved state last
+        state = [EpochState(resume_dir, checkpoint, steps)] if resume_dir is not None else []
         data = make_train_dataset(X, y_int, train_rows, sampler, phase.steps, extra)
-        model.fit(data, epochs=phase.epochs, callbacks=callbacks, verbose=train_cfg.verbose, shuffle=False)
+        model.fit(data, epochs=phase.epochs, initial_epoch=first_epoch, callbacks=callbacks + state,
+                  verbose=train_cfg.verbose, shuffle=False)
     return FoldResult(model, checkpoint.best_proba, checkpoint.history, checkpoint.best)
+
+
+def _assign(variables, values) -> None:
+    if len(variables) != len(values):
+        raise ValueError(f"resume: {len(values)} saved values for {len(variables)} variables "
+                         "(the saved fold state is from another model); delete the checkpoint folder")
+    for var, value in zip(variables, values):
+        var.assign(value)
