@@ -2,6 +2,7 @@
 import sys
 
 from spectraforge.augment import FoldExtras, load_augment_params
+from spectraforge.compute import load_compute
 from spectraforge.crossval import load_train_params, run_kfold, score_line
 from spectraforge.params import load_section
 
@@ -12,5 +13,5 @@ train = load_train_params()
 prepare = load_section("prepare")
 extras = FoldExtras(name, spec, params.synthetic_dir, params.models_dir)
 metrics = run_kfold(name, train, models_dir=params.models_dir, spec=train.variants[spec.model], extras=extras,
-                    prepare_params={"grid": vars(prepare.grid), "normalise": prepare.normalise})
+                    prepare_params={"grid": vars(prepare.grid), "normalise": prepare.normalise}, compute=load_compute())
 print(score_line(name, metrics))

@@ -1,8 +1,9 @@
 """Stage `prepare`: read every input in parallel, resample onto the grid, mask, normalise."""
+from spectraforge.compute import load_compute
 from spectraforge.params import load_section
 from spectraforge.prepare import run_prepare, write_metrics
 
 params = load_section("prepare")
-counts = run_prepare(params)
+counts = run_prepare(params, compute=load_compute())
 write_metrics(counts, "reports/metrics/prepare.json")
 print(" ".join(f"{k}={v}" for k, v in counts.items()))

@@ -69,7 +69,7 @@ def _run(root, out, monkeypatch, fail_at=None):
     monkeypatch.setenv("SPECTRAFORGE_CHECKPOINTS", str(root / "ckpt"))
     trained = []
 
-    def fit_predict(self, X, y, train_rows, val_rows, k, extra=None):
+    def fit_predict(self, X, y, train_rows, val_rows, k, extra=None, resume_dir=None):
         if k == fail_at:
             raise Killed(f"fold {k}")
         trained.append(int(k))

@@ -300,16 +300,18 @@ def test_sigkill_midway_then_repro_resumes_to_the_uninterrupted_result(tiny_repo
     proc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train@cnn"], cwd=work, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
-    while not list(work.glob(".sf-checkpoints/train-cnn/*/fold0.done")):
+    # killed inside fold 1, after its first epoch: fold 0 is restored, fold 1 resumes mid-fold
+    while not list(work.glob(".sf-checkpoints/train-cnn/*/fold1.epochs/state.npz")):
         assert proc.poll() is None, "train@cnn finished before it could be killed"
-        assert time.monotonic() < deadline, "no fold finished in 10 minutes"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, "no epoch of fold 1 finished in 10 minutes"
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's python, mid-run
     proc.wait()
     assert not (work / "models/cnn").exists()  # nothing half-written where DVC would look
     assert not (work / "data/predictions/cnn").exists()
     res = run(["dvc", "repro", "--single-item", "train@cnn"], work)
     assert "fold 0 restored" in res.stdout, res.stdout
+    assert "fold 1 resumes after its last finished epoch" in res.stdout, res.stdout
     pd.testing.assert_frame_equal(pd.read_parquet(work / "data/predictions/cnn/oof.parquet"), before)
     assert not list(work.glob(".sf-checkpoints/train-cnn/*"))  # cleared once the stage completed
 

@@ -15,12 +15,14 @@ Outputs for a variant NAME:
 
 Folders are filled in a staging folder and renamed into place, files written through a
 temporary file (outputs.py), so a killed stage leaves no half-written output. Each finished
-fold is checkpointed; a rerun after a kill resumes at the first unfinished fold.
+fold is checkpointed, and a CNN fold's state after each epoch too; a rerun after a kill
+restores the finished folds and continues the unfinished one after its last finished epoch.
 """
 from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from spectraforge.compute import dispatches_folds, run_jobs
 from spectraforge.data import label_index, load_prepared
 from spectraforge.io.spectrum import LABELS
 from spectraforge.metrics import confusion, macro_f1, scores
@@ -113,13 +116,15 @@ class _CNN:
     def __init__(self, cnn_cfg, fit_cfg, live_dir: Path):
         self.cnn_cfg, self.fit_cfg, self.live_dir = cnn_cfg, fit_cfg, live_dir
 
-    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
-        """(validation probabilities, predict function, history rows) of fold k."""
+    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None, resume_dir=None):
+        """(validation probabilities, predict function, history rows) of fold k; ``resume_dir``
+        keeps the fold's state after every epoch, so a killed fold continues where it stopped."""
         from spectraforge.training import predict_proba, train_fold
 
         live = _live(self.live_dir, k)
         try:
-            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra, logger=live)
+            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra, logger=live,
+                                resume_dir=resume_dir)
         finally:
             live.end()
         self.model = result.model
@@ -135,7 +140,8 @@ class _LGBM:
     def __init__(self, cfg, wave, threads, live_dir: Path):
         self.cfg, self.wave, self.threads, self.live_dir = cfg, wave, threads, live_dir
 
-    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None):
+    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None, resume_dir=None):
+        """LightGBM folds take seconds: they restart rather than resume (``resume_dir`` unused)."""
         from spectraforge.models.lgbm import SpectrumLGBM
 
         rows = np.sort(train_rows)
@@ -171,14 +177,57 @@ def score_line(name: str, metrics: dict) -> str:
     return line + (f"  extra spectra used: {', '.join(used)}" if used else "")
 
 
+@dataclass
+class FoldJob:
+    """Everything one fold needs, to train here or on a cluster worker (see compute.run_jobs)."""
+
+    name: str
+    learner: object  # _CNN or _LGBM, not yet fitted
+    prepared_dir: str
+    y: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    k: int
+    extra: tuple | None
+    ckpt: FoldCheckpoints
+    live_root: Path
+    threads: int | None  # a CNN fold sizes TensorFlow's pools in a fresh worker process
+
+
+def run_fold_job(job: FoldJob, data=None) -> int:
+    """Fit fold ``job.k``, predict its validation part and the test set, and save all of it
+    (model file, learning curve, probabilities) as the fold's checkpoint. ``data``: the
+    prepared arrays when running in the stage's own process; a worker memory-maps its own."""
+    if data is None:
+        if job.threads is not None:
+            from spectraforge.training import configure_threads
+
+            configure_threads(job.threads)
+        data = load_prepared(job.prepared_dir)
+    ckpt, k = job.ckpt, job.k
+    if (ckpt.epochs_dir(k) / "state.npz").exists():
+        print(f"{job.name}: fold {k} resumes after its last finished epoch ({ckpt.epochs_dir(k)})")
+    val_proba, predict, fold_history = job.learner.fit_predict(
+        data.train, job.y, job.train_rows, job.val_rows, k, job.extra, resume_dir=ckpt.epochs_dir(k))
+    files = ckpt.files_dir(k)
+    model_file = job.learner.save(files / f"fold{k}")
+    if (job.live_root / f"fold{k}").exists():
+        shutil.copytree(job.live_root / f"fold{k}", files / "live")
+    ckpt.save(k, {"model": model_file, "history": fold_history},
+              val_proba=val_proba, test_proba=_predict_test(predict, data.test))
+    shutil.rmtree(ckpt.epochs_dir(k), ignore_errors=True)
+    return k
+
+
 def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_dir="data/predictions",
               reports_dir="reports", prepare_params: dict | None = None, spec: ModelSpec | None = None,
-              extras=None) -> dict:
+              extras=None, compute=None) -> dict:
     """Train variant ``name`` on every fold; write models, OOF/test predictions and metrics.
 
     ``spec`` defaults to ``params.variants[name]``; ``extras(k, val_ids) -> (flux, labels)``
     gives fold k's extra training spectra (augment.FoldExtras), with ``extras.summary()``
-    merged into the metrics.
+    merged into the metrics. ``compute`` (compute.ComputeParams) may send the folds to a
+    Dask cluster, one task per unfinished fold.
     """
     spec = spec if spec is not None else params.variants[name]
     configs = model_configs(spec, name)
@@ -205,24 +254,22 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
         "extras": extras.fingerprint() if extras is not None else None})
     live_root = reports / "live" / name
     ks = sorted(np.unique(fold))
+    splits = {k: (np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in ks}
+    # extras are drawn (and counted) for every fold, in fold order, even when a fold is restored
+    extra = {k: extras(k, ids[splits[k][1]]) if extras is not None else None for k in ks}
+    restored = [k for k in ks if ckpt.load(k) is not None]
+    for k in restored:
+        print(f"{name}: fold {k} restored from {ckpt.dir}")
+    jobs = [FoldJob(name, learner, params.prepared_dir, y, *splits[k], int(k), extra[k], ckpt, live_root,
+                    params.threads if spec.kind == "cnn" else None) for k in ks if k not in restored]
+    on_cluster = dispatches_folds(compute)
+    run_jobs(compute, run_fold_job if on_cluster else partial(run_fold_job, data=data), jobs, f"train-{name}")
     with staged_dir(Path(models_dir) / name) as out_models:
         for k in ks:
-            train_rows, val_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-            extra = extras(k, ids[val_rows]) if extras is not None else None  # counted even when resumed
+            train_rows, val_rows = splits[k]
             saved = ckpt.load(k)
-            if saved is None:
-                val_proba, predict, fold_history = learner.fit_predict(data.train, y, train_rows, val_rows, k, extra)
-                files = ckpt.files_dir(k)
-                model_file = learner.save(files / f"fold{k}")
-                if (live_root / f"fold{k}").exists():
-                    shutil.copytree(live_root / f"fold{k}", files / "live")
-                ckpt.save(k, {"model": model_file, "history": fold_history},
-                          val_proba=val_proba, test_proba=_predict_test(predict, data.test))
-                saved = ckpt.load(k)
-            else:
-                print(f"{name}: fold {k} restored from {ckpt.dir}")
-                if (saved["files"] / "live").exists():
-                    shutil.copytree(saved["files"] / "live", live_root / f"fold{k}", dirs_exist_ok=True)
+            if (saved["files"] / "live").exists():
+                shutil.copytree(saved["files"] / "live", live_root / f"fold{k}", dirs_exist_ok=True)
             oof[val_rows] = saved["val_proba"]
             test += saved["test_proba"] / len(ks)
             history += saved["record"]["history"]

@@ -136,6 +136,10 @@ class FoldCheckpoints:
         d.mkdir(parents=True)
         return d
 
+    def epochs_dir(self, k: int) -> Path:
+        """Where an unfinished fold k keeps its state after each epoch (training.EpochState)."""
+        return self.dir / f"fold{k}.epochs"
+
     def save(self, k: int, record: dict, **arrays) -> None:
         """Mark fold k finished; the ``.done`` record is written last, so a fold killed while
         saving is simply not finished."""

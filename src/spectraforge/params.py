@@ -149,7 +149,8 @@ class FoldsParams:
 
 SECTIONS = {"mock": MockParams, "prepare": PrepareParams, "folds": FoldsParams}
 # every top-level section params.yaml may hold (the others' schemas live with their stages)
-STAGE_SECTIONS = ("mock", "prepare", "folds", "train", "generate", "augment", "ensemble", "submit", "report")
+STAGE_SECTIONS = ("mock", "prepare", "folds", "train", "generate", "augment", "ensemble", "submit", "report",
+                  "compute")
 
 
 def build_dataclass(cls, data, key: str):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,10 @@ def _ids(name: str, seed: int, c: int, n: int) -> np.ndarray:
     return np.array([f"syn-{name}-s{seed}-{LABELS[c]}-{i:06d}" for i in range(n)])
 
 
-def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", reports_dir="reports") -> dict:
+def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", reports_dir="reports",
+                 compute=None) -> dict:
+    """Run generator ``name`` on every fold; ``compute`` (compute.ComputeParams) may send the
+    folds to a Dask cluster, one task per fold (results do not depend on where folds run)."""
     spec = params.variants[name]
     feature_model(spec, name)  # fail on bad params before any work
     data = load_prepared(params.prepared_dir)
@@ -176,35 +180,70 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
     ids = train_meta["id"].astype(str).to_numpy()
     plots_dir = Path(reports_dir) / "plots" / f"generate_{name}"
     with staged_dir(Path(out_root) / name) as out_dir, staged_dir(plots_dir) as plots:
-        per_fold = _run_folds(name, spec, params, data, fold, y, ids, out_dir, plots)
+        per_fold = _run_folds(name, spec, params, data, fold, y, ids, out_dir, plots, compute)
     metrics = _summarise(name, spec, per_fold)
     atomic_write_json(Path(reports_dir) / "metrics" / f"generate_{name}.json", metrics)
     return metrics
 
 
-def _run_folds(name, spec, params, data, fold, y, ids, out_dir: Path, plots: Path):
-    X_all = data.train
-    per_fold, history = [], []
+@dataclass
+class GenerateFoldJob:
+    """One fold of generator ``name``: fit on ``tr``, draw ``counts``, score against ``va``."""
+
+    name: str
+    spec: GeneratorSpec
+    params: GenerateParams
+    k: int
+    tr: np.ndarray
+    va: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+    counts: dict
+    seed: int
+
+
+def generate_fold_job(job: GenerateFoldJob, data=None) -> dict:
+    """The fold's synthetic spectra, ids fitted on, training history and score row. ``data``:
+    the prepared arrays in the stage's own process; on a cluster worker it memory-maps its own
+    (and sizes TensorFlow's pools first)."""
+    if data is None:
+        from spectraforge.training import configure_threads
+
+        configure_threads(job.params.threads)
+        data = load_prepared(job.params.prepared_dir)
+    X_tr, y_tr = np.asarray(data.train[job.tr], np.float32), job.y[job.tr]
+    X_va, y_va = np.asarray(data.train[job.va], np.float32), job.y[job.va]
+    gen, syn, row = _generate_fold(job.name, job.spec, X_tr, y_tr, job.ids[job.tr], job.counts, job.seed)
+    lab = np.array([LABELS.index(x) for x in syn["label"]], dtype=np.int64)
+    row.update(fold_nll(gen, y_tr, X_va, y_va, list(job.counts)))
+    row.update(_fold_quality(X_tr, y_tr, X_va, y_va, syn["flux"], lab, job.counts, job.params, job.seed))
+    history = [{"fold": int(job.k), **h} for h in getattr(gen.model, "history", [])]
+    return {"syn": syn, "fit_ids": gen.fit_ids, "history": history, "row": row, "lab": lab}
+
+
+def _run_folds(name, spec, params, data, fold, y, ids, out_dir: Path, plots: Path, compute=None):
+    from spectraforge.compute import dispatches_folds, run_jobs
+
+    jobs, skipped_by_fold = [], {}
     for k in sorted(np.unique(fold)):
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        X_tr, y_tr = np.asarray(X_all[tr], np.float32), y[tr]
-        X_va, y_va = np.asarray(X_all[va], np.float32), y[va]
-        seed = params.seed + 1000 * int(k)
-        counts, skipped = sample_counts(y_tr, params.target, params.target_mode, params.min_train)
-        gen, syn, row = _generate_fold(name, spec, X_tr, y_tr, ids[tr], counts, seed)
-        check_no_leak(ids[va], gen.fit_ids, syn["parent"], f"generate@{name}: fold {k}")
-        np.savez(out_dir / f"fold{k}.npz", **syn, fit_ids=gen.fit_ids)
-        history += [{"fold": int(k), **h} for h in getattr(gen.model, "history", [])]
-
-        row.update({"fold": int(k), **{f"skipped_{label}": n for label, n in skipped.items()}})
-        lab = np.array([LABELS.index(x) for x in syn["label"]], dtype=np.int64)
-        row.update(fold_nll(gen, y_tr, X_va, y_va, list(counts)))
-        row.update(_fold_quality(X_tr, y_tr, X_va, y_va, syn["flux"], lab, counts, params, seed))
+        counts, skipped_by_fold[k] = sample_counts(y[tr], params.target, params.target_mode, params.min_train)
+        jobs.append(GenerateFoldJob(name, spec, params, int(k), tr, va, y, ids, counts, params.seed + 1000 * int(k)))
+    fn = generate_fold_job if dispatches_folds(compute) else partial(generate_fold_job, data=data)
+    per_fold, history = [], []
+    for job, out in zip(jobs, run_jobs(compute, fn, jobs, f"generate-{name}")):
+        k, syn = job.k, out["syn"]
+        check_no_leak(ids[job.va], out["fit_ids"], syn["parent"], f"generate@{name}: fold {k}")
+        np.savez(out_dir / f"fold{k}.npz", **syn, fit_ids=out["fit_ids"])
+        history += out["history"]
+        row = out["row"]
+        row.update({"fold": k, **{f"skipped_{label}": n for label, n in skipped_by_fold[k].items()}})
         per_fold.append(row)
-        if int(k) == params.quality.plot_fold:
-            for c in counts:
-                _plot_class(plots / f"{LABELS[c]}.png", data.wave, X_va[y_va == c], syn["flux"][lab == c],
-                            f"{name}: {LABELS[c]}, fold {k}", params.quality.plot_examples, seed)
+        if k == params.quality.plot_fold:
+            X_va, y_va = np.asarray(data.train[job.va], np.float32), y[job.va]
+            for c in job.counts:
+                _plot_class(plots / f"{LABELS[c]}.png", data.wave, X_va[y_va == c], syn["flux"][out["lab"] == c],
+                            f"{name}: {LABELS[c]}, fold {k}", params.quality.plot_examples, job.seed)
     if history:
         pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
     return per_fold
