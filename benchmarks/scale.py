@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    command = f"python benchmarks/scale.py --sizes '{args.sizes}' --tianchi {args.tianchi} --pool {args.pool}"
 
     work = Path(tempfile.mkdtemp(prefix="sf-scale-", dir=os.environ.get("SF_BENCH_DIR")))
     texts, labels = mock_pool(args.pool)
@@ -175,7 +176,7 @@ def main() -> None:
                 "## Scale: `prepare` peak memory and time against the number of spectra",
                 "",
                 f"Run {stamp()}.",
-                f"Command: `python benchmarks/scale.py --sizes {args.sizes} --tianchi 0`. Mock Tianchi zips "
+                f"Command: `{command}`. Mock Tianchi zips "
                 f"({args.pool} distinct mock spectra under unique ids), prepare.n_jobs={args.n_jobs}, chunk 256. "
                 "RSS sampled every 50 ms over the process tree (main process + joblib workers). "
                 "Targets: peak tree RSS at the largest size ≤ 1.5× that at the smallest; time linear.",
@@ -208,7 +209,7 @@ def main() -> None:
                 "## Scale: a Tianchi-size training zip read in place",
                 "",
                 f"Run {stamp()}.",
-                f"Command: `python benchmarks/scale.py --sizes '' --tianchi {args.tianchi}`. "
+                f"Command: `{command}`. "
                 f"A zip of {args.tianchi} txt members in one sub-folder, as the official "
                 f"`first_train_data_20180131.zip` ({zip_path.stat().st_size / 2**30:.2f} GiB, written in {t_write:.0f} s), "
                 f"never unpacked. prepare.n_jobs={args.n_jobs}. Baseline in the same run: one process, "
