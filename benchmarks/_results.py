@@ -42,3 +42,12 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def publish(name: str, lines: list[str], write: bool = True) -> str:
+    """Print a section's lines and, unless ``write`` is off (--no-write), put them in RESULTS.md."""
+    text = "\n".join(lines)
+    print(text)
+    if write:
+        write_section(name, text)
+    return text

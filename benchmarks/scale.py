@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from _results import stamp, write_section
+from _results import publish, stamp
 from spectraforge.io.tianchi import DEFAULT_FMT, TIANCHI_NPIX
 from spectraforge.mock.simulate import simulate
 from spectraforge.mock.survey import draw_labels
@@ -191,10 +191,7 @@ def main() -> None:
                           f"{r1['tree_mib'] / r0['tree_mib']:.2f}× (main {r1['main_mib'] / r0['main_mib']:.2f}×), "
                           f"time {r1['seconds'] / r0['seconds']:.2f}× "
                           f"(time per spectrum {r1['seconds'] / n1 / (r0['seconds'] / n0):.2f}×)."]
-            text = "\n".join(lines)
-            print(text)
-            if not args.no_write:
-                write_section("scale-memory", text)
+            publish("scale-memory", lines, not args.no_write)
         if args.tianchi:
             raw = work / "tianchi"
             t0 = time.perf_counter()
@@ -224,10 +221,7 @@ def main() -> None:
                 f"| peak RSS, process tree (main) | {r['tree_mib']:.0f} MiB ({r['main_mib']:.0f} MiB) |",
                 f"| `dvc status`, first call (hashes the zip) / second call | {first:.1f} s / {second:.1f} s |",
             ]
-            text = "\n".join(lines)
-            print(text)
-            if not args.no_write:
-                write_section("scale-tianchi", text)
+            publish("scale-tianchi", lines, not args.no_write)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _results import stamp, write_section
+from _results import publish, stamp
 from spectraforge.training import configure_threads
 
 configure_threads(2)
@@ -154,10 +154,7 @@ def main() -> None:
         f"| (b) achieved training FLOP rate | {achieved / 1e9:.1f} GFLOP/s | float32 matmul peak {peak / 1e9:.1f} GFLOP/s | {achieved / peak:.0%} | ≥ 40 % |",
         f"| (d) `predict` on {n_pred} mock FITS, 5 folds | {p_rate:.0f} spectra/s | — | — | — |",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section("training-speed", text)
+    publish("training-speed", lines, not args.no_write)
 
 
 if __name__ == "__main__":

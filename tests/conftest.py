@@ -47,6 +47,17 @@ def toy_spectra(n: int, n_pix: int, seed: int = 0, p=(0.55, 0.2, 0.1, 0.15)):
     return X.astype(np.float32), y.astype(np.int64)
 
 
+def toy_table(n: int, seed: int = 0, p=(0.55, 0.15, 0.15, 0.15), n_pix: int = 32):
+    """A small separable 'prepared' problem for tabular learners: a class-dependent offset
+    pattern on noise. Returns (X float32 (n, n_pix), y int64 codes in LABELS order)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, n, p=list(p))
+    X = 1 + 0.5 * np.eye(4)[y] @ rng.normal(0, 1, (4, n_pix)) + rng.normal(0, 0.2, (n, n_pix))
+    return X.astype(np.float32), y
+
+
 def write_prepared(root, X, y, X_test, k: int = 3, revisits: int = 40):
     """A prepared dataset as the prepare stage writes it (wave, train, test, meta) + folds.csv.
 

@@ -3,7 +3,7 @@ prepare's chunks, K-fold training folds and generator folds with the same result
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_prepared
+from conftest import toy_table, write_prepared
 
 from spectraforge.compute import ComputeParams, close_clients, get_client, run_jobs
 from spectraforge.params import ParamsError, build_dataclass
@@ -99,9 +99,7 @@ def test_prepare_on_the_cluster_equals_local(cluster, tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    y = rng.choice(4, 160, p=[0.5, 0.2, 0.15, 0.15])
-    X = (1 + 0.5 * np.eye(4)[y] @ rng.normal(0, 1, (4, 32)) + rng.normal(0, 0.2, (160, 32))).astype(np.float32)
+    X, y = toy_table(160, seed=1, p=(0.5, 0.2, 0.15, 0.15))
     return write_prepared(tmp_path_factory.mktemp("compute"), X, y, X[:12], k=3)
 
 

@@ -134,13 +134,17 @@ def test_random_bytes_raise_only_spectrum_read_error(tmp_path, blob, suffix):
     _check(path)
 
 
+def _three_member_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3):
+            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    return path
+
+
 @given(ops=MUTATIONS)
 @settings(max_examples=int(os.environ.get("FUZZ_ZIP_EXAMPLES", 60)))
 def test_mutated_tianchi_zip_yields_spectrum_or_error_per_entry(tmp_path, ops):
-    src = tmp_path / "src.zip"
-    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(3):
-            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    src = _three_member_zip(tmp_path / "src.zip")
     bad = tmp_path / "bad.zip"
     bad.write_bytes(_mutate(src.read_bytes(), ops))
     entries = [IndexEntry(id=str(i), label="star", member=f"train/{i}.txt") for i in range(3)]
@@ -160,10 +164,7 @@ def test_zip_mutated_after_listing_yields_spectrum_or_error_per_located_entry(tm
     (or damaged under the offsets) gives a spectrum or a SpectrumReadError per entry."""
     from spectraforge.io.tianchi import _list_members
 
-    src = tmp_path / "src.zip"
-    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(3):
-            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    src = _three_member_zip(tmp_path / "src.zip")
     names, locations = _list_members(src, locate=True)
     src.write_bytes(_mutate(src.read_bytes(), ops))
     entries = [IndexEntry(id=str(i), label="star", member=m) for i, m in enumerate(names)]
@@ -180,10 +181,7 @@ def test_mutated_zip_lists_or_fails_clearly_and_reads_per_entry(tmp_path, ops):
     whole source or a listing, whose every member then reads as a spectrum or its error."""
     from spectraforge.io.tianchi import _list_members
 
-    src = tmp_path / "src.zip"
-    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(3):
-            zf.writestr(f"train/{i}.txt", ",".join(["1.0"] * 2600))
+    src = _three_member_zip(tmp_path / "src.zip")
     src.write_bytes(_mutate(src.read_bytes(), ops))
     try:
         names, locations = _list_members(src, locate=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_prepared
+from conftest import toy_table, write_prepared
 from spectraforge.crossval import ModelSpec, TrainParams, _LGBM, run_kfold
 from spectraforge.outputs import FoldCheckpoints, atomic_write_text, staged_dir
 
@@ -51,9 +51,7 @@ def test_checkpoints_round_trip_and_key_on_everything(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = rng.choice(4, 150, p=[0.55, 0.15, 0.15, 0.15])
-    X = (1 + 0.5 * np.eye(4)[y] @ rng.normal(0, 1, (4, 32)) + rng.normal(0, 0.2, (150, 32))).astype(np.float32)
+    X, y = toy_table(150, seed=0)
     return write_prepared(tmp_path_factory.mktemp("ckpt"), X, y, X[:10], k=3)
 
 
