@@ -35,6 +35,8 @@ BACKENDS = ("local", "dask")
 
 @dataclass
 class ComputeParams:
+    """params.yaml ``compute`` (see the module docstring)."""
+
     backend: str = "local"
     scheduler: str | None = None
     folds: bool = True
@@ -43,8 +45,8 @@ class ComputeParams:
     def validate(self, key: str = "compute") -> None:
         require(self.backend in BACKENDS, f"{key}.backend", f"'{self.backend}' is not one of: {', '.join(BACKENDS)}")
         if self.backend == "dask":
-            require(isinstance(self.scheduler, str) and ":" in self.scheduler, f"{key}.scheduler", f"backend dask needs the scheduler's address (e.g. tcp://host:8786), "
-                                        f"got {self.scheduler!r}")
+            require(isinstance(self.scheduler, str) and ":" in self.scheduler, f"{key}.scheduler",
+                    f"backend dask needs the scheduler's address (e.g. tcp://host:8786), got {self.scheduler!r}")
         require(isinstance(self.folds, bool), f"{key}.folds", f"must be true or false, got {self.folds!r}")
         require(self.timeout > 0, f"{key}.timeout", f"must be > 0 seconds, got {self.timeout}")
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import joblib
