@@ -28,6 +28,7 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/ingest.py --n-files 10000 --repeat-real 60
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/scale.py --sizes 20000,200000 --tianchi 480000
 
 clean-venv:
 	rm -rf $(VENV)
