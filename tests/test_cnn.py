@@ -94,3 +94,45 @@ def test_embedding_model_and_save_load_round_trip(tmp_path):
 def test_bad_config_is_rejected_with_the_field_name(bad):
     with pytest.raises(ValueError, match="cnn"):
         build_cnn(CNNConfig(**bad))
+
+
+@pytest.mark.parametrize("k,d,cin,cout,length", [(3, 1, 1, 32, 50), (3, 2, 16, 32, 40), (3, 4, 8, 6, 9),
+                                                 (5, 3, 4, 4, 30), (2, 2, 3, 5, 17), (1, 1, 16, 8, 12)])
+def test_shift_conv_equals_keras_conv1d_values_and_gradients(k, d, cin, cout, length, monkeypatch):
+    """The shifted-copies matmul is the same function as Conv1D('same', dilation d): outputs and
+    gradients with respect to input, kernel and bias agree, and no convolution op is used."""
+    import tensorflow as tf
+
+    from spectraforge.models import cnn
+
+    rng = np.random.default_rng(k * 100 + d)
+    x = tf.constant(rng.normal(size=(3, length, cin)).astype("float32"))
+    ref = keras.layers.Conv1D(cout, k, padding="same", dilation_rate=d, activation="relu")
+    new = cnn.ShiftConv1D(cout, k, padding="same", dilation_rate=d, activation="relu")
+    ref.build(x.shape), new.build(x.shape)
+    assert [w.shape for w in new.weights] == [w.shape for w in ref.weights]
+    new.set_weights(ref.get_weights())
+    results = {}
+    for name, layer in (("ref", ref), ("new", new)):
+        if name == "new":  # the shifted path must not fall back on a convolution
+            monkeypatch.setattr(keras.src.ops, "conv", lambda *a, **kw: pytest.fail("ops.conv called"))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.sin(tf.range(y.shape[-1], dtype=tf.float32)))
+        results[name] = (y, *tape.gradient(loss, [x, *layer.trainable_weights]))
+    for a, b in zip(results["ref"], results["new"]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
+def test_the_network_uses_shift_convs_that_round_trip_through_a_saved_model(tmp_path):
+    from spectraforge.models.cnn import ShiftConv1D
+
+    model = build_cnn(TINY)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    assert convs and all(isinstance(layer, ShiftConv1D) for layer in convs)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert all(isinstance(layer, ShiftConv1D) for layer in again.layers if isinstance(layer, keras.layers.Conv1D))
+    x = np.random.default_rng(2).normal(size=(4, 128)).astype("float32")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
