@@ -257,7 +257,7 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     splits = {k: (np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in ks}
     # extras are drawn (and counted) for every fold, in fold order, even when a fold is restored
     extra = {k: extras(k, ids[splits[k][1]]) if extras is not None else None for k in ks}
-    restored = [k for k in ks if ckpt.load(k) is not None]
+    restored = [k for k in ks if ckpt.done(k)]
     for k in restored:
         print(f"{name}: fold {k} restored from {ckpt.dir}")
     jobs = [FoldJob(name, learner, params.prepared_dir, y, *splits[k], int(k), extra[k], ckpt, live_root,

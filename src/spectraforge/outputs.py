@@ -119,11 +119,15 @@ class FoldCheckpoints:
         self.stage_dir = root / stage.replace("/", "_")
         self.dir = self.stage_dir / hashlib.sha1(blob.encode()).hexdigest()[:16]
 
+    def done(self, k: int) -> bool:
+        """Whether fold k finished (without loading its arrays)."""
+        return (self.dir / f"fold{k}.done").exists()
+
     def load(self, k: int) -> dict | None:
         """The saved fold k (arrays, record, ``files``: folder of its files), or None."""
-        done = self.dir / f"fold{k}.done"
-        if not done.exists():
+        if not self.done(k):
             return None
+        done = self.dir / f"fold{k}.done"
         with np.load(self.dir / f"fold{k}.npz") as z:
             arrays = {name: z[name] for name in z.files}
         return {**arrays, "record": json.loads(done.read_text()), "files": self.dir / f"fold{k}"}

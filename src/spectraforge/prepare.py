@@ -10,7 +10,8 @@ Counts add up per split: listed = prepared + quarantined (checked before any out
 Memory stays bounded: chunks stream from the worker pool in order (a few in flight), their
 rows are written in place into .npy files preallocated at the listed counts (NpyRowWriter)
 and their metadata into parquet row groups (MetaWriter); what grows with the number of
-spectra is only the listing and the id set for duplicate checks (~100 bytes a spectrum).
+spectra is only the listing and the id set for duplicate checks (~1 KB a spectrum,
+benchmarks/scale.py).
 """
 from __future__ import annotations
 
@@ -230,7 +231,7 @@ def _prepare_into(params: PrepareParams, out: Path, progress: bool, compute=None
     capacity = {s: sum(len(c.items) for c in chunks if c.spec.split == s) for s in ("train", "test")}
     writers = {s: NpyRowWriter(out / f"{s}.npy", len(grid_wave), capacity[s]) for s in ("train", "test")}
     meta = MetaWriter(out / "meta.parquet")
-    seen: dict[str, str] = {}  # id -> where it was first read (ids and short paths: small per spectrum)
+    seen: dict[str, str] = {}  # id -> where it was first read
     total = sum(capacity.values())
     with tqdm(total=total, desc="prepare", unit="spec", disable=not progress) as bar:
         for chunk, (rows, chunk_meta, chunk_problems) in zip(chunks, map_chunks(params, chunks, grid_wave, compute)):

@@ -72,34 +72,29 @@ def _is_zip(source) -> bool:
     return Path(source).is_file()
 
 
-def _list_members(source, locate: bool = False):
-    """Every txt in the zip or folder (recursively), as member paths relative to the source;
-    with ``locate``, also their zip locations (see :func:`read_located`; None for a folder)."""
+def _list_members(source) -> tuple[list[str], np.ndarray | None]:
+    """Every txt in the zip or folder (recursively), as member paths relative to the source,
+    and for a zip their locations (see :func:`read_located`; None for a folder)."""
     locations = None
     if _is_zip(source):
         try:
             names, locations = zip_index(source)  # compact: no ZipInfo per member
         except _ZIP_ERRORS as exc:
             raise SpectrumReadError(source, f"cannot open zip ({exc})") from exc
-        files = [i for i, n in enumerate(names) if not n.endswith("/")]
-        names, locations = [names[i] for i in files], locations[files]
     elif Path(source).is_dir():
         names = [PurePosixPath(Path(root, f).relative_to(source)).as_posix()
                  for root, _, files in os.walk(source) for f in files]
     else:
         raise SpectrumReadError(source, "no such zip file or folder")
-    # macOS zips carry '__MACOSX/._<id>.txt' resource forks that are not spectra
+    # directories are not .txt; macOS zips carry '__MACOSX/._<id>.txt' resource forks that are not spectra
     keep = [i for i, n in enumerate(names) if n.lower().endswith(".txt")
             and "__MACOSX/" not in n and not PurePosixPath(n).name.startswith("._")]
-    names = [names[i] for i in keep]
-    if not locate:
-        return names
-    return names, (locations[keep] if locations is not None else None)
+    return [names[i] for i in keep], (locations[keep] if locations is not None else None)
 
 
 def list_tianchi(source) -> list[IndexEntry]:
     """Every txt of a folder or zip as an unlabelled entry (id = file stem), for data without an index."""
-    return [IndexEntry(PurePosixPath(m).name.removesuffix(".txt"), None, m) for m in _list_members(source)]
+    return [IndexEntry(PurePosixPath(m).name.removesuffix(".txt"), None, m) for m in _list_members(source)[0]]
 
 
 def read_index(index_csv) -> pd.DataFrame:
@@ -129,7 +124,7 @@ def scan_tianchi(index_csv, source, locate: bool = False):
     """
     index = read_index(index_csv)
     problems: list[tuple[str, str]] = []
-    names, locations = _list_members(source, locate=True) if locate else (_list_members(source), None)
+    names, locations = _list_members(source)
     files: dict[str, int] = {}  # basename -> position in names
     for pos, member in enumerate(names):
         base = PurePosixPath(member).name
@@ -187,40 +182,30 @@ def iter_tianchi_entries(source, entries: Sequence[IndexEntry],
             except SpectrumReadError as exc:
                 yield exc
         return
-    if locations is not None:
-        if len(locations) != len(entries):
-            raise ValueError(f"{len(locations)} locations for {len(entries)} entries")
-        try:
-            fh = open(source, "rb")
-        except OSError as exc:
-            raise SpectrumReadError(source, f"cannot open zip ({exc})") from exc
-        with fh:
-            for entry, loc in zip(entries, locations):
-                where = f"{source}::{entry.member}"
-                try:
-                    yield parse_tianchi_txt(where, read_located(fh, where, loc), entry.id, entry.label)
-                except SpectrumReadError as exc:
-                    yield exc
-        return
-    try:
-        zf = zipfile.ZipFile(source)
+    if locations is not None and len(locations) != len(entries):
+        raise ValueError(f"{len(locations)} locations for {len(entries)} entries")
+    try:  # located entries need only a file handle; others zipfile's table of contents
+        handle = open(source, "rb") if locations is not None else zipfile.ZipFile(source)
     except _ZIP_ERRORS as exc:
         raise SpectrumReadError(source, f"cannot open zip ({exc})") from exc
-    with zf:
-        for entry in entries:
+    with handle:
+        for i, entry in enumerate(entries):
             where = f"{source}::{entry.member}"
             try:
-                blob = zf.read(entry.member)
-            except _ZIP_ERRORS as exc:
-                yield SpectrumReadError(where, f"cannot read zip member ({type(exc).__name__}: {exc})")
-                continue
-            except RuntimeError as exc:  # zipfile's word for an encrypted member
-                yield SpectrumReadError(where, f"cannot read zip member ({exc})")
-                continue
-            try:
+                blob = (read_located(handle, where, locations[i]) if locations is not None
+                        else _read_zip_member(handle, where, entry.member))
                 yield parse_tianchi_txt(where, blob, entry.id, entry.label)
             except SpectrumReadError as exc:
                 yield exc
+
+
+def _read_zip_member(zf: zipfile.ZipFile, where: str, member: str) -> bytes:
+    try:
+        return zf.read(member)
+    except _ZIP_ERRORS as exc:
+        raise SpectrumReadError(where, f"cannot read zip member ({type(exc).__name__}: {exc})") from None
+    except RuntimeError as exc:  # zipfile's word for an encrypted member
+        raise SpectrumReadError(where, f"cannot read zip member ({exc})") from None
 
 
 def read_tianchi_entries(source, entries: Sequence[IndexEntry],
