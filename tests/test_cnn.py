@@ -136,3 +136,100 @@ def test_the_network_uses_shift_convs_that_round_trip_through_a_saved_model(tmp_
     assert all(isinstance(layer, ShiftConv1D) for layer in again.layers if isinstance(layer, keras.layers.Conv1D))
     x = np.random.default_rng(2).normal(size=(4, 128)).astype("float32")
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def _outputs_and_gradients(model, x, y_weights):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        p = model(x, training=False)
+        loss = tf.reduce_sum(p * y_weights)
+    return p, tape.gradient(loss, model.trainable_weights)
+
+
+@pytest.mark.parametrize("cfg,batch", [(CNNConfig(micro_batches=16), 7), (CNNConfig(micro_batches=16), 1),
+                                       (CNNConfig(n_pix=90, channels=[4, 4, 8], micro_batches=3, micro_blocks=2), 5),
+                                       (CNNConfig(n_pix=90, channels=[4, 8], micro_batches=4, micro_blocks=9), 2)])
+def test_the_fast_network_is_the_reference_network(cfg, batch):
+    """ShiftConv1D, ReshapeMaxPooling1D and micro-batches change nothing but the speed: the same
+    weights, in the same order, give the reference network's outputs and gradients, also when the
+    batch is smaller than the number of micro-batches (empty slices)."""
+    import tensorflow as tf
+
+    from spectraforge.models.cnn import BatchSplit
+
+    fast, ref = build_cnn(cfg), build_cnn(cfg, reference=True)
+    assert any(isinstance(layer, BatchSplit) for layer in fast.layers)
+    assert not any(isinstance(layer, BatchSplit) for layer in ref.layers)
+    assert [(w.path, w.shape) for w in fast.weights] == [(w.path, w.shape) for w in ref.weights]
+    ref.set_weights(fast.get_weights())
+    x = tf.constant(np.random.default_rng(batch).normal(size=(batch, cfg.n_pix)).astype("float32"))
+    weights = tf.constant([1.0, -2.0, 3.0, 0.5])
+    p_fast, g_fast = _outputs_and_gradients(fast, x, weights)
+    p_ref, g_ref = _outputs_and_gradients(ref, x, weights)
+    np.testing.assert_allclose(np.asarray(p_fast), np.asarray(p_ref), rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_fast, g_ref):
+        scale = float(np.abs(np.asarray(b)).max()) or 1.0
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool,length", [(2, 10), (2, 11), (3, 14), (1, 5)])
+def test_reshape_max_pooling_equals_keras_max_pooling_with_ties(pool, length):
+    """Values and gradients agree with MaxPooling1D, including the trailing positions it drops
+    and exact ties (the gradient goes to the first of the tied positions)."""
+    import tensorflow as tf
+
+    from spectraforge.models.cnn import ReshapeMaxPooling1D
+
+    rng = np.random.default_rng(pool * 10 + length)
+    x = rng.integers(0, 3, size=(4, length, 5)).astype("float32")  # small integers: many ties
+    x = tf.constant(x)
+    results = []
+    for layer in (keras.layers.MaxPooling1D(pool), ReshapeMaxPooling1D(pool)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.range(1.0, 1.0 + y.shape[1])[None, :, None])
+        results.append((np.asarray(y), np.asarray(tape.gradient(loss, x))))
+    (y_ref, g_ref), (y_new, g_new) = results
+    assert y_new.shape == (4, length // pool, 5)
+    np.testing.assert_array_equal(y_new, y_ref)
+    np.testing.assert_array_equal(g_new, g_ref)
+
+
+@pytest.mark.parametrize("batch,groups,sizes", [(5, 3, [1, 2, 2]), (2, 4, [0, 1, 0, 1]), (160, 16, [10] * 16)])
+def test_batch_split_slices_in_order_and_concat_undoes_it(batch, groups, sizes):
+    from spectraforge.models.cnn import BatchConcat, BatchSplit
+
+    x = np.arange(batch * 3, dtype="float32").reshape(batch, 3, 1)
+    parts = BatchSplit(groups)(x)
+    assert [int(p.shape[0]) for p in parts] == sizes
+    np.testing.assert_array_equal(np.asarray(BatchConcat()(parts)), x)
+
+
+def test_micro_batches_are_off_by_default_and_the_layers_are_still_the_fast_ones():
+    from spectraforge.models.cnn import BatchSplit, ReshapeMaxPooling1D, ShiftConv1D
+
+    model = build_cnn(TINY)
+    assert not any(isinstance(layer, BatchSplit) for layer in model.layers)
+    assert all(isinstance(layer, ReshapeMaxPooling1D) for layer in model.layers
+               if isinstance(layer, keras.layers.MaxPooling1D))
+    ref = build_cnn(TINY, reference=True)
+    assert not any(isinstance(layer, (ShiftConv1D, ReshapeMaxPooling1D)) for layer in ref.layers)
+
+
+def test_micro_batched_model_round_trips_through_a_saved_model(tmp_path):
+    cfg = CNNConfig(n_pix=128, channels=[4, 4, 8], micro_batches=4, micro_blocks=2)
+    model = build_cnn(cfg)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    for n in (1, 6):
+        x = np.random.default_rng(n).normal(size=(n, 128)).astype("float32")
+        np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_micro_batch_settings_are_checked():
+    with pytest.raises(ValueError, match="cnn.micro_batches"):
+        build_cnn(CNNConfig(micro_batches=0))
+    with pytest.raises(ValueError, match="cnn.micro_blocks"):
+        build_cnn(CNNConfig(micro_blocks=-1))

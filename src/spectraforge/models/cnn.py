@@ -5,6 +5,21 @@ plus a residual connection (1×1 convolution on the shortcut when the channel co
 The trunk stacks such blocks with max pooling between them, then channel-wise dropout,
 global max pooling, Dense(128, relu) ("embedding") and Dense(n_classes, softmax) ("probs").
 Every choice sits in :class:`CNNConfig`; the defaults are the article's.
+
+Three implementation choices make the same function cheaper on a CPU, none changes the
+weights or the outputs (``build_cnn(cfg, reference=True)`` builds the textbook version, on keras'
+Conv1D and MaxPooling1D with the whole batch at once, for tests and benchmarks to compare):
+
+* :class:`ShiftConv1D`: each convolution as one matmul over shifted copies of its input;
+* :class:`ReshapeMaxPooling1D`: max pooling as an elementwise maximum of strided views, whose
+  gradient is a fused select instead of XLA's slow select-and-scatter (ties go to the first
+  position, as in MaxPooling1D);
+* micro-batches: the first ``micro_blocks`` blocks, where the sequence is long and the
+  channels few, run on ``micro_batches`` consecutive slices of the batch with shared layers.
+  Each slice's activations then stay in the CPU caches from one layer to the next instead of
+  streaming the whole batch through memory at every step. The price is a larger graph to
+  trace and compile once per model, so it pays on long schedules only (benchmarks/training.py
+  measures both sides; off by default, 16 for the full competition schedule).
 """
 from __future__ import annotations
 
@@ -24,6 +39,10 @@ class CNNConfig:
     channels: f of each Block(f), one max pooling between consecutive blocks.
     dilations: one Conv1D(2f) + halves-sum per entry, in order.
     mixed_precision: compute in bfloat16 (variables and the softmax stay float32).
+    micro_batches, micro_blocks: run the first ``micro_blocks`` blocks (all, if there are
+        fewer) on ``micro_batches`` slices of the batch (the same function; faster on a CPU,
+        see the module docstring).
+        ``micro_batches: 1`` or ``micro_blocks: 0`` switch it off.
     """
 
     n_pix: int = 2600
@@ -35,6 +54,8 @@ class CNNConfig:
     dense_units: int = 128
     n_classes: int = len(LABELS)
     mixed_precision: bool = False
+    micro_batches: int = 1
+    micro_blocks: int = 4
 
     def validate(self, key: str = "cnn") -> None:
         """Raise ValueError naming the bad field and what is allowed."""
@@ -47,6 +68,8 @@ class CNNConfig:
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.dense_units >= 1, "dense_units", "must be >= 1"),
             (self.n_classes >= 2, "n_classes", "must be >= 2"),
+            (self.micro_batches >= 1, "micro_batches", "must be >= 1"),
+            (self.micro_blocks >= 0, "micro_blocks", "must be >= 0"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -103,32 +126,110 @@ class ShiftConv1D(keras.layers.Conv1D):
         return self.activation(outputs) if self.activation is not None else outputs
 
 
-def residual_block(x, f: int, cfg: CNNConfig, name: str, dtype=None):
-    """Block(f): len(cfg.dilations) × [Conv1D(2f) → halves-sum] plus the (projected) shortcut."""
-    h = x
-    for j, d in enumerate(cfg.dilations):
-        h = ShiftConv1D(
-            2 * f, cfg.kernel_size, padding="same", dilation_rate=d, activation="relu",
-            dtype=dtype, name=f"{name}_conv{j}",
-        )(h)
-        h = HalvesSum(dtype=dtype, name=f"{name}_halves{j}")(h)
-    shortcut = x
-    if x.shape[-1] != f:
-        shortcut = ShiftConv1D(f, 1, padding="same", dtype=dtype, name=f"{name}_shortcut")(x)
-    return keras.layers.Add(dtype=dtype, name=f"{name}_add")([shortcut, h])
+@keras.saving.register_keras_serializable(package="spectraforge")
+class ReshapeMaxPooling1D(keras.layers.MaxPooling1D):
+    """MaxPooling1D (stride = pool size, 'valid', channels last) as a maximum of strided views.
+
+    y[t] = max(x[s·t], …, x[s·t + s − 1]), the trailing ``L mod s`` positions dropped, as in
+    MaxPooling1D, which this class is (other settings go to it unchanged). The chain of
+    ``maximum`` sends the gradient of a tie to the first position, as MaxPooling1D's does, and
+    XLA fuses it into one elementwise pass where MaxPooling1D's gradient is a select-and-scatter.
+    """
+
+    def _reshaped(self, inputs) -> bool:
+        return (self.padding == "valid" and tuple(self.strides) == tuple(self.pool_size)
+                and self.data_format == "channels_last" and inputs.shape[1] is not None)
+
+    def call(self, inputs):
+        if not self._reshaped(inputs):
+            return super().call(inputs)
+        s, n = self.pool_size[0], inputs.shape[1] // self.pool_size[0]
+        windows = keras.ops.reshape(inputs[:, : n * s], (-1, n, s, inputs.shape[-1]))
+        out = windows[:, :, 0]
+        for i in range(1, s):
+            out = keras.ops.maximum(out, windows[:, :, i])
+        return out
 
 
-def build_cnn(cfg: CNNConfig | None = None, name: str = "cnn") -> keras.Model:
-    """The classifier: inputs (batch, n_pix) float32, outputs (batch, n_classes) float32 probabilities."""
+@keras.saving.register_keras_serializable(package="spectraforge")
+class BatchSplit(keras.layers.Layer):
+    """The batch as ``groups`` consecutive slices of near-equal size (empty ones if B < groups)."""
+
+    def __init__(self, groups: int, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = int(groups)
+
+    def call(self, x):
+        n = x.shape[0] if x.shape[0] is not None else keras.ops.shape(x)[0]
+        bounds = [(k * n) // self.groups for k in range(self.groups + 1)]
+        return [x[bounds[k]:bounds[k + 1]] for k in range(self.groups)]
+
+    def compute_output_shape(self, input_shape):
+        return [(None, *input_shape[1:])] * self.groups
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="spectraforge")
+class BatchConcat(keras.layers.Layer):
+    """The inverse of :class:`BatchSplit`: the slices concatenated back along the batch."""
+
+    def call(self, parts):
+        return keras.ops.concatenate(list(parts), axis=0)
+
+    def compute_output_shape(self, input_shapes):
+        return (None, *input_shapes[0][1:])
+
+
+class ResidualBlock:
+    """Block(f)'s layers, created once: len(cfg.dilations) × [Conv1D(2f) → halves-sum] plus the
+    (projected) shortcut, preceded by the max pooling for every block but the first. Calling it
+    on several tensors shares the layers (and weights) between them."""
+
+    def __init__(self, index: int, c_in: int, f: int, cfg: CNNConfig, dtype=None, reference: bool = False):
+        conv = keras.layers.Conv1D if reference else ShiftConv1D
+        pool = keras.layers.MaxPooling1D if reference else ReshapeMaxPooling1D
+        name = f"block{index}"
+        self.pool = pool(cfg.pool_size, dtype=dtype, name=f"pool{index}") if index > 0 else None
+        self.stack = []
+        for j, d in enumerate(cfg.dilations):
+            self.stack.append(conv(2 * f, cfg.kernel_size, padding="same", dilation_rate=d,
+                                   activation="relu", dtype=dtype, name=f"{name}_conv{j}"))
+            self.stack.append(HalvesSum(dtype=dtype, name=f"{name}_halves{j}"))
+        self.shortcut = conv(f, 1, padding="same", dtype=dtype, name=f"{name}_shortcut") if c_in != f else None
+        self.add = keras.layers.Add(dtype=dtype, name=f"{name}_add")
+
+    def __call__(self, x):
+        if self.pool is not None:
+            x = self.pool(x)
+        h = x
+        for layer in self.stack:
+            h = layer(h)
+        return self.add([self.shortcut(x) if self.shortcut is not None else x, h])
+
+
+def build_cnn(cfg: CNNConfig | None = None, name: str = "cnn", reference: bool = False) -> keras.Model:
+    """The classifier: inputs (batch, n_pix) float32, outputs (batch, n_classes) float32 probabilities.
+
+    ``reference``: the same network on keras' Conv1D and MaxPooling1D without micro-batches (the
+    same weights, in the same order, give the same outputs; for tests and benchmarks).
+    """
     cfg = cfg or CNNConfig()
     cfg.validate()
     dtype = MIXED_POLICY if cfg.mixed_precision else None
     inputs = keras.Input(shape=(cfg.n_pix,), name="flux")
     x = keras.layers.Reshape((cfg.n_pix, 1), name="to_channels")(inputs)
+    split = 0 if reference or cfg.micro_batches == 1 else min(cfg.micro_blocks, len(cfg.channels))
+    parts = BatchSplit(cfg.micro_batches, name="micro_split")(x) if split else [x]
+    c_in = 1
     for i, f in enumerate(cfg.channels):
-        if i > 0:
-            x = keras.layers.MaxPooling1D(cfg.pool_size, dtype=dtype, name=f"pool{i}")(x)
-        x = residual_block(x, f, cfg, name=f"block{i}", dtype=dtype)
+        if split and i == split:
+            parts = [BatchConcat(name="micro_concat")(parts)]
+        block = ResidualBlock(i, c_in, f, cfg, dtype, reference)
+        parts = [block(p) for p in parts]
+        c_in = f
+    x = BatchConcat(name="micro_concat")(parts) if split == len(cfg.channels) else parts[0]
     # SpatialDropout1D: noise shape (batch, 1, C), the same channels dropped at every position
     x = keras.layers.SpatialDropout1D(cfg.dropout, dtype=dtype, name="channel_dropout")(x)
     x = keras.layers.GlobalMaxPooling1D(dtype=dtype, name="global_max")(x)
