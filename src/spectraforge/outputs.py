@@ -119,15 +119,18 @@ class FoldCheckpoints:
         self.stage_dir = root / stage.replace("/", "_")
         self.dir = self.stage_dir / hashlib.sha1(blob.encode()).hexdigest()[:16]
 
+    def _done_file(self, k: int) -> Path:
+        return self.dir / f"fold{k}.done"
+
     def done(self, k: int) -> bool:
         """Whether fold k finished (without loading its arrays)."""
-        return (self.dir / f"fold{k}.done").exists()
+        return self._done_file(k).exists()
 
     def load(self, k: int) -> dict | None:
         """The saved fold k (arrays, record, ``files``: folder of its files), or None."""
-        if not self.done(k):
+        done = self._done_file(k)
+        if not done.exists():
             return None
-        done = self.dir / f"fold{k}.done"
         with np.load(self.dir / f"fold{k}.npz") as z:
             arrays = {name: z[name] for name in z.files}
         return {**arrays, "record": json.loads(done.read_text()), "files": self.dir / f"fold{k}"}
@@ -152,7 +155,7 @@ class FoldCheckpoints:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, self.dir / f"fold{k}.npz")
-        atomic_write_json(self.dir / f"fold{k}.done", record)
+        atomic_write_json(self._done_file(k), record)
 
     def clear(self) -> None:
         """Forget every checkpoint of this stage (all keys): called when the stage completes."""

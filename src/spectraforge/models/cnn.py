@@ -221,15 +221,15 @@ def build_cnn(cfg: CNNConfig | None = None, name: str = "cnn", reference: bool =
     inputs = keras.Input(shape=(cfg.n_pix,), name="flux")
     x = keras.layers.Reshape((cfg.n_pix, 1), name="to_channels")(inputs)
     split = 0 if reference or cfg.micro_batches == 1 else min(cfg.micro_blocks, len(cfg.channels))
-    parts = BatchSplit(cfg.micro_batches, name="micro_split")(x) if split else [x]
-    c_in = 1
-    for i, f in enumerate(cfg.channels):
-        if split and i == split:
-            parts = [BatchConcat(name="micro_concat")(parts)]
-        block = ResidualBlock(i, c_in, f, cfg, dtype, reference)
-        parts = [block(p) for p in parts]
-        c_in = f
-    x = BatchConcat(name="micro_concat")(parts) if split == len(cfg.channels) else parts[0]
+    widths = [1, *cfg.channels]
+    blocks = [ResidualBlock(i, widths[i], f, cfg, dtype, reference) for i, f in enumerate(cfg.channels)]
+    if split:
+        parts = BatchSplit(cfg.micro_batches, name="micro_split")(x)
+        for block in blocks[:split]:
+            parts = [block(p) for p in parts]
+        x = BatchConcat(name="micro_concat")(parts)
+    for block in blocks[split:]:
+        x = block(x)
     # SpatialDropout1D: noise shape (batch, 1, C), the same channels dropped at every position
     x = keras.layers.SpatialDropout1D(cfg.dropout, dtype=dtype, name="channel_dropout")(x)
     x = keras.layers.GlobalMaxPooling1D(dtype=dtype, name="global_max")(x)
