@@ -233,3 +233,33 @@ def test_micro_batch_settings_are_checked():
         build_cnn(CNNConfig(micro_batches=0))
     with pytest.raises(ValueError, match="cnn.micro_blocks"):
         build_cnn(CNNConfig(micro_blocks=-1))
+
+
+def test_batch_norm_and_asinh_switches_build_the_documented_network(tmp_path):
+    """norm: batch puts BatchNormalization between each convolution (now without bias) and its
+    relu; scale: asinh feeds asinh(flux); both round-trip through a saved model."""
+    cfg = CNNConfig(n_pix=128, channels=[4, 4, 8], norm="batch", scale="asinh")
+    model = build_cnn(cfg)
+    conv = model.get_layer("block0_conv0")
+    assert conv.activation is keras.activations.linear and not conv.use_bias
+    assert isinstance(model.get_layer("block0_bn0"), keras.layers.BatchNormalization)
+    assert model.get_layer("block0_bn0").momentum == 0.9
+    assert isinstance(model.get_layer("block0_relu0"), keras.layers.ReLU)
+    n_bn = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert n_bn == len(cfg.channels) * len(cfg.dilations)
+    x = np.random.default_rng(5).normal(0, 30, size=(3, 128)).astype("float32")
+    probe = keras.Model(model.input, model.get_layer("asinh").output)
+    np.testing.assert_allclose(np.asarray(probe(x))[..., 0], np.arcsinh(x), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "bn.keras")
+    again = keras.saving.load_model(tmp_path / "bn.keras")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    plain = build_cnn(CNNConfig(n_pix=128, channels=[4, 4, 8]))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    assert "asinh" not in [layer.name for layer in plain.layers]
+
+
+@pytest.mark.parametrize("bad,field", [(dict(norm="layer"), "norm"), (dict(scale="log"), "scale"),
+                                       (dict(norm="batch", micro_batches=4), "micro_batches")])
+def test_norm_and_scale_settings_are_checked(bad, field):
+    with pytest.raises(ValueError, match=rf"cnn\.{field}"):
+        CNNConfig(**bad).validate()

@@ -102,3 +102,78 @@ def test_bad_variant_params_name_the_key():
         model_configs(ModelSpec(kind="cnn", network={"chanels": [4]}), "x")
     with pytest.raises(ParamsError, match=r"train\.variants\.x\.lgbm\.learning_rate"):
         model_configs(ModelSpec(kind="lgbm", lgbm={"learning_rate": 5}), "x")
+
+
+def test_labels_are_decided_by_weights_tuned_on_the_other_folds_only(lgbm_run, prepared, monkeypatch):
+    """The nested decision rule: fold k's OOF labels come from weights tuned on the other
+    folds' rows; the OOF table keeps the raw probabilities and adds the decided `type`."""
+    import spectraforge.decision as decision
+    from spectraforge.crossval import DecisionParams, decide_labels
+
+    (metrics, oof, out), _ = lgbm_run
+    assert set(oof["type"]) <= set(LABELS) and "argmax_macro_f1" in metrics
+    assert metrics["macro_f1"] == pytest.approx(
+        __import__("spectraforge.metrics", fromlist=["macro_f1"]).macro_f1(
+            oof["label"].map(LABELS.index).to_numpy(), oof["type"].map(LABELS.index).to_numpy()))
+    rng = np.random.default_rng(0)
+    fold = np.repeat(np.arange(3), 50)
+    y = rng.integers(0, len(LABELS), fold.size)
+    P = rng.dirichlet(np.ones(len(LABELS)), fold.size)
+    seen = []
+    real = decision.bagged_decision_weights
+
+    def spy(P_fit, y_fit, *a, **kw):
+        seen.append({tuple(r) for r in np.round(P_fit, 12)})
+        return real(P_fit, y_fit, *a, **kw)
+
+    monkeypatch.setattr(decision, "bagged_decision_weights", spy)
+    pred, _, w = decide_labels(P, P[:5], y, fold, DecisionParams(resamples=2))
+    rows = [{tuple(r) for r in np.round(P[fold == k], 12)} for k in range(3)]
+    assert len(seen) == 4  # one tuning per fold, then one on all rows for the test set
+    for k in range(3):
+        assert not (seen[k] & rows[k]) and seen[k] == rows[(k + 1) % 3] | rows[(k + 2) % 3]
+    assert pred.shape == y.shape and w.shape == (len(LABELS),)
+    plain, _, ones = decide_labels(P, P[:5], y, fold, DecisionParams(weights=False))
+    np.testing.assert_array_equal(plain, P.argmax(axis=1))
+    np.testing.assert_array_equal(ones, np.ones(len(LABELS)))
+
+
+def test_one_compiled_training_step_serves_every_fold_and_both_phases(prepared):
+    """The CNN's training step and predict are traced on the first fold only (TensorFlow traces
+    a function that creates variables twice on its first call); the other folds, both phases
+    and a second run of the stage in this process reuse them: no trace, no XLA compile."""
+    from spectraforge.crossval import model_configs
+    from spectraforge.training import get_trainer
+
+    fit = {**FIT, "eval_batch_size": 37}  # a trainer of its own for this test
+    spec = ModelSpec(kind="cnn", network=CNN, fit=fit)
+    trainer = get_trainer(*model_configs(spec, "cnn"))
+    calls = []
+    real_fit = type(trainer.model).fit
+
+    def counting_fit(self, *a, **kw):
+        calls.append((trainer.traces, trainer.predict_traces))
+        return real_fit(self, *a, **kw)
+
+    import unittest.mock as mock
+
+    with mock.patch.object(type(trainer.model), "fit", counting_fit):
+        run(prepared, "cnn", spec, "traces1")
+        run(prepared, "cnn", spec, "traces2")
+    assert len(calls) == 2 * 3 * 2  # two runs x three folds x two phases
+    first = calls[1]  # after the first fit (phase 1 of fold 0) has run
+    assert 1 <= first[0] <= 2 and first[1] == 1
+    assert calls[1:] == [first] * (len(calls) - 1)
+    assert (trainer.traces, trainer.predict_traces) == first
+
+
+def test_the_cnn_prints_what_tensorflow_runs_on_and_a_line_per_epoch(prepared, capfd):
+    spec = ModelSpec(kind="cnn", network=CNN, fit=FIT)
+    run(prepared, "cnn", spec, "progress")
+    out = capfd.readouterr()
+    assert "cnn: TensorFlow" in out.out and "on the CPU" in out.out
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("cnn fold ")]
+    assert len(lines) == 3 * 3  # 3 folds x (2 + 1) epochs
+    assert lines[0].startswith("cnn fold 0 phase 1 epoch 1/2: loss ") and "val macro-F1" in lines[0]
+    for notice in ("oneDNN custom operations", "cuInit", "Could not find cuda drivers"):
+        assert notice not in out.err

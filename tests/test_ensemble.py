@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectraforge import decision
 from spectraforge import ensemble as ens
 from spectraforge.ensemble import (EnsembleParams, Stacker, WeightedAverage, bagged_decision_weights, decide,
                                    load_level1, nested_oof, run_ensemble, tune_decision_weights)
@@ -180,7 +181,7 @@ def test_test_predictions_never_reach_the_fitting(run_dir):
 def test_stacker_and_decision_weights_see_only_other_folds(run_dir, monkeypatch):
     lv = load_level1(["good", "weak", "noise"], run_dir / "pred")
     fits, tunes = [], []
-    real_fit, real_bag = Stacker.fit, ens.bagged_decision_weights
+    real_fit, real_bag = Stacker.fit, decision.bagged_decision_weights
 
     def spy_fit(self, P, y):
         fits.append(P)
@@ -191,7 +192,7 @@ def test_stacker_and_decision_weights_see_only_other_folds(run_dir, monkeypatch)
         return real_bag(P, y, *a, **kw)
 
     monkeypatch.setattr(Stacker, "fit", spy_fit)
-    monkeypatch.setattr(ens, "bagged_decision_weights", spy_bag)
+    monkeypatch.setattr(decision, "bagged_decision_weights", spy_bag)
     run_ensemble(_params(run_dir), out_dir=run_dir / "ens", reports_dir=run_dir / "rep")
     ks = np.unique(lv.fold)
     # nested fits on the other folds' OOF rows, then one final fit on all OOF rows; never test rows

@@ -161,3 +161,30 @@ def test_a_saved_state_from_another_model_is_refused(toy, tmp_path):
     other = CNNConfig(n_pix=N_PIX, channels=[8, 16], dense_units=16, dropout=0.1)
     with pytest.raises(ValueError, match="saved fold state is from another model"):
         train_fold(X, y, tr, va, other, cfg, resume_dir=tmp_path / "state")
+
+
+@pytest.mark.parametrize("warmup,final", [(0.0, 0.0), (0.1, 0.05), (0.3, 1.0)])
+def test_cosine_schedule_matches_its_closed_form(warmup, final):
+    from spectraforge.training import PhaseSchedule
+
+    phase = PhaseConfig(4, 25, 3e-3, "crossentropy")
+    cfg = quick_cfg(schedule="cosine", warmup=warmup, final_lr=final)
+    sched = PhaseSchedule()
+    sched.set_phase(40, phase, cfg)
+    total, w = 100, round(warmup * 100)
+    for t in (0, 1, 5, w - 1, w, 50, 99, 100, 150):
+        if t < 0:
+            continue
+        warm = min(1.0, (t + 1) / max(w, 1))
+        prog = min(max((t - w) / max(total - w, 1), 0.0), 1.0)
+        want = 3e-3 * warm * (final + (1 - final) * 0.5 * (1 + np.cos(np.pi * prog)))
+        assert float(sched(40 + t)) == pytest.approx(want, rel=1e-5, abs=1e-8)  # float32
+    sched.set_phase(0, phase, quick_cfg(schedule="constant"))
+    assert [float(sched(t)) for t in (0, 50, 500)] == pytest.approx([3e-3] * 3)
+
+
+def test_bad_schedule_settings_name_the_key():
+    with pytest.raises(ValueError, match=r"train\.schedule"):
+        quick_cfg(schedule="linear").validate()
+    with pytest.raises(ValueError, match="warmup"):
+        quick_cfg(schedule="cosine", warmup=1.0).validate()

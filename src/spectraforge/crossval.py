@@ -52,6 +52,26 @@ class ModelSpec:
 
 
 @dataclass
+class DecisionParams:
+    """How a variant's OOF and test labels are decided from its probabilities (decision.py).
+
+    weights: argmax(w · p) with per-class weights tuned for macro-F1 by nested CV over the
+    folds (a network trained on balanced batches estimates equal-prior posteriors; the survey
+    is 80 % stars); false: plain argmax. The probabilities written are never changed.
+    """
+
+    weights: bool = True
+    resamples: int = 20
+    grid: list = field(default_factory=lambda: [-2.0, 2.0, 41])
+    seed: int = 2018
+
+    def validate(self, key: str = "train.decision") -> None:
+        require(self.resamples >= 1, f"{key}.resamples", f"must be >= 1, got {self.resamples}")
+        require(len(self.grid) == 3 and self.grid[0] < self.grid[1] and int(self.grid[2]) >= 3, f"{key}.grid",
+                f"must be [low, high, points] with low < high and points >= 3, got {self.grid}")
+
+
+@dataclass
 class TrainParams:
     """Stage ``train``: which variants run (a dvc foreach) and where they read from."""
 
@@ -59,10 +79,12 @@ class TrainParams:
     threads: int = 2
     prepared_dir: str = "data/prepared"
     folds: str = "data/folds.csv"
+    decision: DecisionParams = field(default_factory=DecisionParams)
     variants: dict = field(default_factory=dict)
 
     def validate(self, key: str = "train") -> None:
         require(self.threads >= 1, f"{key}.threads", f"must be >= 1, got {self.threads}")
+        self.decision.validate(f"{key}.decision")
         require_variants(self.models, self.variants, key, "models")
 
 
@@ -119,20 +141,19 @@ class _CNN:
     def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None, resume_dir=None):
         """(validation probabilities, predict function, history rows) of fold k; ``resume_dir``
         keeps the fold's state after every epoch, so a killed fold continues where it stopped."""
-        from spectraforge.training import predict_proba, train_fold
+        from spectraforge.training import train_fold
 
         live = _live(self.live_dir, k)
         try:
-            result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra, logger=live,
-                                resume_dir=resume_dir)
+            self.result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra,
+                                     logger=live, resume_dir=resume_dir, label=f"{self.live_dir.name} fold {k}")
         finally:
             live.end()
-        self.model = result.model
-        history = [{"fold": int(k), **h} for h in result.history]
-        return result.val_proba, (lambda rows_X: predict_proba(self.model, rows_X)), history
+        history = [{"fold": int(k), **h} for h in self.result.history]
+        return self.result.val_proba, self.result.predict, history
 
     def save(self, path: Path) -> str:
-        self.model.save(path.with_suffix(".keras"))
+        self.result.model.save(path.with_suffix(".keras"))
         return path.with_suffix(".keras").name
 
 
@@ -160,6 +181,17 @@ class _LGBM:
     def save(self, path: Path) -> str:
         joblib.dump(self.model, path.with_suffix(".joblib"))
         return path.with_suffix(".joblib").name
+
+
+def decide_labels(oof: np.ndarray, test: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                  params: DecisionParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(OOF labels, test labels, weights): argmax, or per-class weights by nested CV (decision.py)."""
+    if not params.weights:
+        return oof.argmax(axis=1), test.argmax(axis=1), np.ones(len(LABELS))
+    from spectraforge.decision import decide, nested_decision
+
+    pred, w = nested_decision(oof, y, fold, params.resamples, params.grid, params.seed)
+    return pred, decide(test, w) if len(test) else np.zeros(0, np.int64), w
 
 
 def _predict_test(predict, X_test, batch: int = 4096) -> np.ndarray:
@@ -239,7 +271,10 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     if spec.kind == "cnn":
         from spectraforge.training import configure_threads
 
+        from spectraforge.tfquiet import runtime_line
+
         configure_threads(params.threads)
+        print(f"{name}: {runtime_line()}", flush=True)
         learner = _CNN(*configs, reports / "live" / name)
     else:
         learner = _LGBM(configs[0], data.wave, params.threads, reports / "live" / name)
@@ -273,14 +308,16 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
             oof[val_rows] = saved["val_proba"]
             test += saved["test_proba"] / len(ks)
             history += saved["record"]["history"]
-            fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[val_rows], saved["val_proba"].argmax(axis=1))
             fold_files.append(saved["record"]["model"])
             shutil.copy(saved["files"] / fold_files[-1], out_models / fold_files[-1])
         assert not np.isnan(oof).any(), "every training spectrum gets exactly one OOF prediction"
+        pred, test_pred, weights = decide_labels(oof, test, y, fold, params.decision)
+        for k in ks:
+            fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[fold == k], pred[fold == k])
         manifest = {
             "name": name, "kind": spec.kind, "folds": fold_files, "labels": list(LABELS),
             "wave": data.wave.tolist(), "prepare": prepare_params or {},
-            "config": [asdict(c) for c in configs],
+            "config": [asdict(c) for c in configs], "decision_weights": weights.tolist(),
         }
         atomic_write_json(out_models / "manifest.json", manifest, indent=1)
 
@@ -289,13 +326,15 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
         oof_df.insert(0, "label", train_meta["label"].to_numpy())
         oof_df.insert(0, "fold", fold)
         oof_df.insert(0, "id", ids)
+        oof_df["type"] = [LABELS[i] for i in pred]  # the decided label (the report scores it)
         oof_df.to_parquet(pred_dir / "oof.parquet", index=False)
         test_df = pd.DataFrame(test, columns=PROBA_COLUMNS)
         test_df.insert(0, "id", test_meta["id"].astype(str).to_numpy())
+        test_df["type"] = [LABELS[i] for i in test_pred]
         test_df.to_parquet(pred_dir / "test.parquet", index=False)
 
-    pred = oof.argmax(axis=1)
-    metrics = {**scores(y, pred), **fold_scores}
+    metrics = {**scores(y, pred), **fold_scores, "argmax_macro_f1": macro_f1(y, oof.argmax(axis=1))}
+    metrics.update({f"decision_weight_{c}": float(w) for c, w in zip(LABELS, weights)})
     if extras is not None:
         metrics.update(extras.summary())
     cm = confusion(y, pred)

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from spectraforge.io.spectrum import LABELS
-from spectraforge.metrics import confusion, macro_f1, macro_f1_batch, scores
+from spectraforge.decision import bagged_decision_weights, decide, nested_decision, tune_decision_weights  # noqa: F401
+from spectraforge.metrics import confusion, macro_f1, scores
 from spectraforge.outputs import atomic_write_json, staged_dir
 from spectraforge.params import require
 
@@ -211,45 +212,6 @@ def nested_oof(make, P: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarr
     return out
 
 
-# ------------------------------------------------------------------------ decision weights
-
-
-def tune_decision_weights(P: np.ndarray, y: np.ndarray, grid=(-2.0, 2.0, 41), passes: int = 3) -> np.ndarray:
-    """Per-class weights w (w_0 = 1) maximising macro-F1 of argmax(w · p) by coordinate ascent
-    over log w on a grid; ties keep the weight closest to 1."""
-    logs = np.linspace(grid[0], grid[1], int(grid[2]))
-    order = np.argsort(np.abs(logs), kind="stable")  # first maximum = smallest |log w|
-    logw = np.zeros(K)
-    logP = np.log(np.clip(P, EPS, 1.0))
-    for _ in range(passes):
-        changed = False
-        for c in range(1, K):  # weights are defined up to a common scale: class 0 fixed at 1
-            others = logP + logw
-            others[:, c] = -np.inf
-            best_other, which = others.max(axis=1), others.argmax(axis=1)
-            # (g, n): the label under each candidate log-weight of class c
-            pred = np.where(logP[:, c] + logs[:, None] > best_other, c, which)
-            f1 = macro_f1_batch(y, pred)
-            best = logs[order][np.argmax(f1[order])]
-            changed |= best != logw[c]
-            logw[c] = best
-        if not changed:
-            break
-    return np.exp(logw)
-
-
-def bagged_decision_weights(P, y, resamples: int, grid, seed: int) -> np.ndarray:
-    """Geometric mean of the weights tuned on ``resamples`` bootstrap resamples of the rows."""
-    rng = np.random.default_rng(seed)
-    logs = [np.log(tune_decision_weights(P[idx], y[idx], grid))
-            for idx in (rng.integers(0, len(y), len(y)) for _ in range(resamples))]
-    return np.exp(np.mean(logs, axis=0))
-
-
-def decide(P: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.argmax(np.log(np.clip(P, EPS, 1.0)) + np.log(w), axis=1)
-
-
 # ------------------------------------------------------------------------ the stage
 
 
@@ -268,13 +230,8 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
         if method == "average":
             metrics.update({f"weight_{n}": float(w) for n, w in zip(lv.names, final.weights)})
     P_oof, P_test = honest[params.method], test_proba[params.method]
-    if params.decision_weights:
-        oof_pred = np.empty(len(y), np.int64)
-        for k in np.unique(fold):  # tuned on the other folds, applied to fold k
-            fit = fold != k
-            w = bagged_decision_weights(P_oof[fit], y[fit], params.resamples, params.grid, params.seed + int(k))
-            oof_pred[fold == k] = decide(P_oof[fold == k], w)
-        w = bagged_decision_weights(P_oof, y, params.resamples, params.grid, params.seed)
+    if params.decision_weights:  # tuned on the other folds, applied to fold k
+        oof_pred, w = nested_decision(P_oof, y, fold, params.resamples, params.grid, params.seed)
         test_pred = decide(P_test, w)
         metrics.update({f"decision_weight_{c}": float(v) for c, v in zip(LABELS, w)})
     else:

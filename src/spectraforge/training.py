@@ -5,6 +5,12 @@ with the soft macro-F1 loss and Adam 1e-4 (kexue.fm/archives/5505). Batches are
 class-balanced (:mod:`spectraforge.sampling`); the best weights by validation macro-F1 over
 both phases are kept in memory and restored at the end.
 
+One :class:`CNNTrainer` serves every fold of a stage: the network is built and compiled once
+(one traced, XLA-compiled training step for both phases: the loss is a mix of cross-entropy and
+soft macro-F1 whose weights, like the learning-rate schedule's, are variables assigned at each
+phase start), each fold re-initialises the weights and the optimizer in place, and validation
+and test predictions go through one compiled predict function on fixed-size batches.
+
 Call :func:`configure_threads` first, before TensorFlow runs any op.
 """
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -21,9 +28,9 @@ import tensorflow as tf
 
 from spectraforge.metrics import macro_f1
 from spectraforge.models.cnn import CNNConfig, build_cnn
-from spectraforge.models.losses import LOSSES, get_loss
+from spectraforge.models.losses import LOSSES, macro_f1_loss
 from spectraforge.sampling import (
-    BalancedBatchSampler, batch_counts, make_eval_dataset, make_train_dataset, pool_labels,
+    BalancedBatchSampler, batch_counts, gather_rows, make_eval_dataset, make_train_dataset, pool_labels,
 )
 
 # Each fold builds a new model, so TF's "retracing" heuristic fires on every fold's first predict
@@ -85,9 +92,17 @@ class PhaseConfig:
             raise ValueError(f"{key}.loss: '{self.loss}' is not one of: {', '.join(LOSSES)}")
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """One fold's training; defaults are the article's (20 + 20 epochs of 500 batches of 160).
+
+    schedule: "constant" (the article: each phase at its ``lr``) or "cosine": in each phase a
+    linear warm-up over the first ``warmup`` fraction of its batches to its ``lr``, then a
+    cosine decay to ``final_lr`` × lr at its last batch (Loshchilov & Hutter 2017; Goyal et al.
+    2017 for the warm-up), which converges in far fewer batches.
 
     shares: label → share of every batch (None: equal shares).
     patience: stop a phase after this many epochs without a better validation macro-F1
@@ -104,6 +119,9 @@ class TrainConfig:
     phase2: PhaseConfig = field(default_factory=lambda: PhaseConfig(20, 500, 1e-4, "macro_f1"))
     patience: int | None = None
     eval_batch_size: int = 512
+    schedule: str = "constant"
+    warmup: float = 0.0
+    final_lr: float = 0.0
     seed: int = 2018
     deterministic: bool = True
     jit_compile: bool | str = "auto"
@@ -118,6 +136,13 @@ class TrainConfig:
             raise ValueError(f"{key}.shares: {exc}") from None
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"{key}.patience: must be >= 1 or None, got {self.patience}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{key}.schedule: '{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
+        if not (0.0 <= self.warmup < 1.0 and 0.0 <= self.final_lr <= 1.0):
+            raise ValueError(f"{key}: need 0 <= warmup < 1 and 0 <= final_lr <= 1, got "
+                             f"warmup={self.warmup}, final_lr={self.final_lr}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"{key}.eval_batch_size: must be >= 1, got {self.eval_batch_size}")
         self.phase1.validate(f"{key}.phase1")
         self.phase2.validate(f"{key}.phase2")
         if self.phase1.epochs + self.phase2.epochs == 0:
@@ -142,9 +167,14 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
     patience counter restarts. ``history`` collects one dict per epoch.
     """
 
-    def __init__(self, x_val, y_val, rows=None, patience: int | None = None, batch_size: int = 512):
+    def __init__(self, x_val, y_val, rows=None, patience: int | None = None, batch_size: int = 512,
+                 predict=None, label: str | None = None, epochs: dict | None = None):
         super().__init__()
         self.x_val, self.rows, self.batch_size = x_val, rows, batch_size
+        # predict(X, rows) -> probabilities; default: the model's own predict in batches
+        self.predict = predict or (lambda X, rows: predict_proba(self.model, X, rows, self.batch_size))
+        self.label, self.epochs = label, epochs or {}  # progress lines: "<label> phase p epoch e/E ..."
+        self._t0 = None
         self.y_val = np.asarray(y_val, dtype=np.int64)
         self.patience = patience
         self.phase = 1
@@ -158,8 +188,11 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._wait, self.resumed_wait = (self.resumed_wait or 0), None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
-        proba = predict_proba(self.model, self.x_val, self.rows, self.batch_size)
+        proba = self.predict(self.x_val, self.rows)
         score = macro_f1(self.y_val, proba.argmax(axis=1))
         if logs is not None:
             logs["val_macro_f1"] = score
@@ -175,6 +208,12 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
             self._wait += 1
             if self.patience is not None and self._wait >= self.patience:
                 self.model.stop_training = True
+        if self.label:
+            took = f", {time.perf_counter() - self._t0:.1f} s" if self._t0 is not None else ""
+            of = f"/{self.epochs[self.phase]}" if self.phase in self.epochs else ""
+            print(f"{self.label} phase {self.phase} epoch {epoch + 1}{of}: loss "
+                  f"{self.history[-1]['loss']:.4f}, val macro-F1 {score:.4f} (best {self.best:.4f}){took}",
+                  flush=True)
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
@@ -249,30 +288,161 @@ class LiveLogger(keras.callbacks.Callback):
             self.on_epoch_end(row["epoch"] - 1, row)
 
 
+class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate at optimizer step ``t``, for the phase that started at step ``start``.
+
+    constant: ``lr``; cosine: linear warm-up over ``warmup`` steps, then a cosine from ``lr`` to
+    ``final`` · lr at step start + ``total``. Every setting is a variable that :meth:`set_phase`
+    assigns, so a new phase or fold changes the schedule without retracing the training step.
+    """
+
+    def __init__(self):
+        self.start = tf.Variable(0.0, trainable=False, name="schedule_start")
+        self.lr = tf.Variable(1e-3, trainable=False, name="schedule_lr")
+        self.cosine = tf.Variable(0.0, trainable=False, name="schedule_cosine")
+        self.warmup = tf.Variable(0.0, trainable=False, name="schedule_warmup")
+        self.total = tf.Variable(1.0, trainable=False, name="schedule_total")
+        self.final = tf.Variable(0.0, trainable=False, name="schedule_final")
+
+    def set_phase(self, start: int, phase: "PhaseConfig", cfg: "TrainConfig") -> None:
+        total = phase.epochs * phase.steps
+        self.start.assign(float(start))
+        self.lr.assign(phase.lr)
+        self.cosine.assign(1.0 if cfg.schedule == "cosine" else 0.0)
+        self.warmup.assign(float(round(cfg.warmup * total)))
+        self.total.assign(float(max(total, 1)))
+        self.final.assign(cfg.final_lr)
+
+    def __call__(self, step):
+        t = tf.cast(step, tf.float32) - self.start
+        warm = tf.minimum(1.0, (t + 1.0) / tf.maximum(self.warmup, 1.0))
+        progress = tf.clip_by_value((t - self.warmup) / tf.maximum(self.total - self.warmup, 1.0), 0.0, 1.0)
+        decay = self.final + (1.0 - self.final) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return self.lr * (self.cosine * warm * decay + (1.0 - self.cosine))
+
+    def get_config(self):
+        return {}
+
+
+class CNNTrainer:
+    """One network, one compiled training step and one compiled predict for every fold and phase.
+
+    The model is built and compiled once; :meth:`reset` gives it the fresh weights a new model of
+    the fold's seed would have and zeroes the optimizer (moments and step), :meth:`set_phase`
+    switches loss and learning-rate schedule by assigning variables. ``traces`` counts how often
+    TensorFlow traced the training step (the loss runs in Python only while tracing) and
+    ``predict_traces`` the predict function: one each per stage is the point of the class.
+    """
+
+    def __init__(self, cnn_cfg: CNNConfig, train_cfg: TrainConfig):
+        self.cnn_cfg, self.batch_size = cnn_cfg, train_cfg.eval_batch_size
+        self.traces = self.predict_traces = 0
+        self.model = build_cnn(cnn_cfg)
+        self.mix = tf.Variable([1.0, 0.0], trainable=False, name="loss_mix")  # crossentropy, macro-F1
+        self.schedule = PhaseSchedule()
+        trainer = self
+
+        def loss(y_true, y_pred):
+            trainer.traces += 1
+            ce = keras.ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
+            return self.mix[0] * ce + self.mix[1] * macro_f1_loss(y_true, y_pred)
+
+        self.model.compile(optimizer=keras.optimizers.Adam(self.schedule), loss=loss,
+                           jit_compile=train_cfg.jit_compile)
+        jit = train_cfg.jit_compile is True
+
+        def forward(x):
+            trainer.predict_traces += 1
+            return self.model(x, training=False)
+
+        self._forward = tf.function(forward, jit_compile=jit, reduce_retracing=True)
+
+    def reset(self, seed: int, deterministic: bool = False) -> None:
+        """Fresh weights (those ``build_cnn`` gives under ``seed``), a zeroed optimizer."""
+        set_seed(seed, deterministic)
+        fresh = build_cnn(self.cnn_cfg)
+        _assign(self.model.variables, [v.numpy() for v in fresh.variables])
+        for var in self.model.optimizer.variables:
+            var.assign(tf.zeros_like(var))
+
+    def set_phase(self, number: int, phase: PhaseConfig, cfg: TrainConfig, start: int | None = None) -> None:
+        """Loss and schedule of phase ``number`` from optimizer step ``start`` (default: now)."""
+        self.mix.assign([1.0, 0.0] if phase.loss == "crossentropy" else [0.0, 1.0])
+        begin = int(self.model.optimizer.iterations.numpy()) if start is None else start
+        self.schedule.set_phase(begin, phase, cfg)
+
+    def predict(self, X, rows=None) -> np.ndarray:
+        """Probabilities of ``X[rows]`` (all rows if None): fixed-size batches, the last one padded,
+        so the compiled function sees one shape only."""
+        rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.zeros((rows.size, self.cnn_cfg.n_classes), dtype=np.float32)
+        batch = np.zeros((self.batch_size, X.shape[1]), dtype=np.float32)
+        for start in range(0, rows.size, self.batch_size):
+            part = rows[start:start + self.batch_size]
+            batch[:part.size] = gather_rows(X, part)
+            batch[part.size:] = 0.0
+            out[start:start + part.size] = self._forward(tf.constant(batch)).numpy()[:part.size]
+        return out
+
+    def snapshot(self) -> keras.Model:
+        """A standalone (uncompiled) copy of the network with its current weights, to save."""
+        copy = build_cnn(self.cnn_cfg)
+        copy.set_weights(self.model.get_weights())
+        return copy
+
+
+_TRAINERS: dict = {}
+
+
+def get_trainer(cnn_cfg: CNNConfig, train_cfg: TrainConfig) -> CNNTrainer:
+    """The process's trainer for this architecture and compile settings (built on first use)."""
+    key = json.dumps([asdict(cnn_cfg), train_cfg.eval_batch_size, train_cfg.jit_compile,
+                      train_cfg.deterministic], sort_keys=True, default=str)
+    if key not in _TRAINERS:
+        if train_cfg.deterministic:
+            set_seed(train_cfg.seed, True)  # before the first compile: op determinism rules out XLA
+        _TRAINERS[key] = CNNTrainer(cnn_cfg, train_cfg)
+    return _TRAINERS[key]
+
+
 @dataclass
 class FoldResult:
-    """A trained fold: the model with its best weights and what it scored."""
+    """A trained fold: its best weights, what it scored, and predict through the stage's trainer."""
 
-    model: keras.Model
+    trainer: CNNTrainer
+    weights: list
     val_proba: np.ndarray
     history: list
     best_score: float
 
+    def predict(self, X, rows=None) -> np.ndarray:
+        """Probabilities of ``X[rows]`` by this fold's weights (loaded into the shared network)."""
+        self.trainer.model.set_weights(self.weights)
+        return self.trainer.predict(X, rows)
+
+    @property
+    def model(self) -> keras.Model:
+        """A standalone copy of the fold's network (built on each access: save it, don't loop on it)."""
+        self.trainer.model.set_weights(self.weights)
+        return self.trainer.snapshot()
+
 
 def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: TrainConfig,
-               extra=None, logger=None, log_prefix: str = "", resume_dir=None) -> FoldResult:
+               extra=None, logger=None, log_prefix: str = "", resume_dir=None,
+               label: str | None = None) -> FoldResult:
     """Train on ``train_rows`` (+ ``extra`` synthetic spectra), select on ``val_rows``.
 
     X: (n, n_pix) float32, typically memory-mapped; y_int: class codes in LABELS order for
     every row of X. Runs phase 1 then phase 2 (when its epochs > 0) from the best phase-1
-    weights; returns the model holding the best weights by validation macro-F1 over both
-    phases, its validation probabilities (len(val_rows), K), the per-epoch history and the
-    best score.
+    weights; returns the best weights by validation macro-F1 over both phases, the validation
+    probabilities (len(val_rows), K), the per-epoch history and the best score. Every call with
+    the same architecture reuses the process's :class:`CNNTrainer` (one compiled step).
 
     resume_dir: a folder for the fold's state after every epoch (:class:`EpochState`); when it
     already holds one (a killed run), training continues after that epoch — same sampler
     position, optimizer moments, dropout seed state, best weights and patience count — so the
     result equals an uninterrupted run. The caller removes the folder when the fold is saved.
+    label: print one progress line per epoch, prefixed by it (e.g. "cnn fold 2").
     """
     train_cfg.validate()
     if cnn_cfg.n_pix != X.shape[1]:
@@ -281,13 +451,15 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
     leaked = np.intersect1d(train_rows, val_rows)
     if leaked.size:
         raise ValueError(f"{leaked.size} rows are in both train_rows and val_rows (e.g. row {leaked[0]})")
-    set_seed(train_cfg.seed, train_cfg.deterministic)
-    model = build_cnn(cnn_cfg)
+    trainer = get_trainer(cnn_cfg, train_cfg)
+    trainer.reset(train_cfg.seed, train_cfg.deterministic)
+    model = trainer.model
     sampler = BalancedBatchSampler(
         pool_labels(y_int, train_rows, extra), train_cfg.batch_size, train_cfg.shares, train_cfg.seed
     )
-    checkpoint = MacroF1Checkpoint(X, np.asarray(y_int)[val_rows], val_rows,
-                                   train_cfg.patience, train_cfg.eval_batch_size)
+    checkpoint = MacroF1Checkpoint(X, np.asarray(y_int)[val_rows], val_rows, train_cfg.patience,
+                                   train_cfg.eval_batch_size, predict=trainer.predict, label=label,
+                                   epochs={1: train_cfg.phase1.epochs, 2: train_cfg.phase2.epochs})
     live = LiveLogger(logger, prefix=log_prefix) if logger is not None else None
     callbacks = [checkpoint] + ([live] if live is not None else [])
     saved = EpochState.load(resume_dir)
@@ -304,7 +476,7 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
     for number, phase in enumerate((train_cfg.phase1, train_cfg.phase2), start=1):
         if phase.epochs == 0 or (saved is not None and number < saved["record"]["phase"]):
             continue
-        first_epoch = 0
+        first_epoch, start = 0, None
         if saved is not None and number == saved["record"]["phase"]:
             rec = saved["record"]
             _assign(model.variables, saved["variables"])
@@ -314,19 +486,21 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
                     model.set_weights(checkpoint.best_weights)
                 continue
             first_epoch, checkpoint.resumed_wait = rec["epochs_done"], rec["wait"]
-        checkpoint.phase = number
-        # a fresh optimizer per phase, as the article recompiled with the new loss and rate
-        model.compile(optimizer=keras.optimizers.Adam(phase.lr), loss=get_loss(phase.loss),
-                      jit_compile=train_cfg.jit_compile)
-        if first_epoch:
             model.optimizer.build(model.trainable_variables)
             _assign(model.optimizer.variables, saved["optimizer"])
+            start = int(model.optimizer.iterations.numpy()) - first_epoch * phase.steps
+        elif number == 2 and model.optimizer.built:
+            # the article restarted phase 2 with a fresh optimizer: zero its moments and step
+            for var in model.optimizer.variables:
+                var.assign(tf.zeros_like(var))
+        checkpoint.phase = number
+        trainer.set_phase(number, phase, train_cfg, start)
         # the checkpoint first (it sets val_macro_f1 and stop_training), the saved state last
         state = [EpochState(resume_dir, checkpoint, steps)] if resume_dir is not None else []
         data = make_train_dataset(X, y_int, train_rows, sampler, phase.steps, extra)
         model.fit(data, epochs=phase.epochs, initial_epoch=first_epoch, callbacks=callbacks + state,
                   verbose=train_cfg.verbose, shuffle=False)
-    return FoldResult(model, checkpoint.best_proba, checkpoint.history, checkpoint.best)
+    return FoldResult(trainer, model.get_weights(), checkpoint.best_proba, checkpoint.history, checkpoint.best)
 
 
 def _assign(variables, values) -> None:
