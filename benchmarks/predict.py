@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,34 @@ args = json.loads(sys.argv[1])
 s = predict(args["inputs"], args["models"], args["out"], n_jobs=args["n_jobs"], progress=False,
             combiner_path=args["combiner"])
 wall = time.perf_counter() - t0
-from joblib.externals.loky import get_reusable_executor
-get_reusable_executor().shutdown(wait=True)
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print("RESULT " + json.dumps({"predicted": s.predicted, "errors": s.errors, "inputs": s.inputs,
-      "seconds": s.seconds, "wall_in_process": wall, "rss_main_mb": me.ru_maxrss / 1024,
-      "rss_reader_mb": kids.ru_maxrss / 1024,
+      "seconds": s.seconds, "cpu_seconds": s.cpu_seconds, "wall_in_process": wall, "rss_main_mb": me.ru_maxrss / 1024,
+      "rss_reader_mb": s.reader_peak_mb or 0.0,
       "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
+"""
+
+
+REFERENCE = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+import joblib
+from spectraforge.training import configure_threads
+configure_threads(2)
+from spectraforge.predict import FoldEnsemble, combine, input_chunks
+from spectraforge.prepare import _process_chunk
+args = json.loads(sys.argv[1])
+ens = FoldEnsemble(args["models"])
+combiner = joblib.load(args["combiner"])
+n = 0
+for chunk in input_chunks(args["inputs"])[0]:  # read in this process, then each fold model alone
+    flux, meta, _ = _process_chunk(chunk, ens.wave, ens.normalise, 1.0)
+    if len(flux):
+        combine(ens.per_variant_reference(flux), combiner)
+        n += len(flux)
+me = resource.getrusage(resource.RUSAGE_SELF)
+print("RESULT " + json.dumps({"predicted": n, "wall_in_process": time.perf_counter() - t0,
+                              "cpu_s": me.ru_utime + me.ru_stime}))
 """
 
 
@@ -118,7 +140,7 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
     for k in range(n_folds):
         keras.utils.set_random_seed(k)
         build_cnn(cnn_cfg).save(staging / "cnn" / f"fold{k}.keras")
-    manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [])
+    manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [asdict(cnn_cfg)])
     base = params["train"]["variants"]["lgbm"]["lgbm"]
     names = ["lgbm"] + [f"lgbm+{s}" for s in LGBM_SOURCES]
     fold = np.arange(len(y)) % n_folds
@@ -161,13 +183,13 @@ def make_inputs(folder: Path, n_real: int, n_mock: int) -> list[Path]:
     return sorted(paths)
 
 
-def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int) -> dict:
+def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int, driver: str = DRIVER) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = {"inputs": [str(p) for p in inputs], "models": str(models), "out": str(out), "n_jobs": n_jobs,
             "combiner": str(models / "combiner.joblib")}
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(args)], env=env, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", driver, json.dumps(args)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
     if res.returncode or line is None:
@@ -183,7 +205,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-real", type=int, default=2000, help="copies of the real files (0 without ../shared)")
     ap.add_argument("--n-mock", type=int, default=2000)
-    ap.add_argument("--small", type=int, default=500, help="the smaller input count, for peak memory")
+    ap.add_argument("--small", type=int, default=500, help="the smaller input count (peak memory, before/after)")
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--no-write", action="store_true")
@@ -193,58 +215,78 @@ def main() -> None:
         print(f"building a default-shaped models folder in {models} ...", flush=True)
         build_models(models)
     load_before = load_avg()
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="sf-predict-") as tmp:
         tmp = Path(tmp)
-        files = make_inputs(tmp / "in", args.n_real if REAL.is_dir() else 0, args.n_mock)
+        n_real = args.n_real if REAL.is_dir() else 0
+        files = make_inputs(tmp / "in", n_real, args.n_mock)
         n = len(files)
         astropy_loop(files[:50])  # warm the page cache for both
         base = astropy_loop(files)
         big = run_predict([tmp / "in"], models, tmp / "big.csv", args.n_jobs)
-        small_files = files[:: max(1, n // args.small)][: args.small]
         small_dir = tmp / "small"
         small_dir.mkdir()
-        for i, f in enumerate(small_files):
+        for i, f in enumerate(files[:: max(1, n // args.small)][: args.small]):
             os.link(f, small_dir / f"{i:06d}_{f.name}")
         small = run_predict([small_dir], models, tmp / "small.csv", args.n_jobs)
+        before = run_predict([small_dir], models, tmp / "ref.csv", args.n_jobs, REFERENCE)
         base_after = astropy_loop(files)
     load_after = load_avg()
     assert big["predicted"] + big["errors"] == big["inputs"] == n, big
-    s = big["seconds"]
+    w, c = big["seconds"], big["cpu_seconds"]
     rate = n / big["wall"]
-    steady = n / (s["total"] - s["startup"])
-    cpu_rate = n / big["cpu_s"] * (os.cpu_count() or 1)
+    steady = n / (w["total"] - w["startup"])
+    read_cpu = c.get("read (reader processes)", 0.0)
+    steady_cpu = c["total"] - c["startup"] + read_cpu  # what the work costs after start-up, readers included
     baseline = (base + base_after) / 2
-    parts = ["startup", "read_wait", "cnn", "features", "lgbm", "combine", "write"]
-    accounted = sum(s[k] for k in parts)
+    steps = [("startup", "start-up: TensorFlow, models, tracing"), ("read wait", "waiting for the readers"),
+             ("cnn", "CNN, 5 folds (XLA compile on the first block)"), ("features", "LightGBM features + 50 PCA"),
+             ("lgbm", "LightGBM, 50 boosters"), ("combine", "combiner"), ("write", "CSV writing")]
+    table = [f"| {label} | {w.get(k, 0):.1f} | {c.get(k, 0):.1f} | {1000 * c.get(k, 0) / n:.2f} |" for k, label in steps]
+    table.append(f"| reading + preprocessing, in {args.n_jobs} reader process(es) (overlaps the rest) | — | "
+                 f"{read_cpu:.1f} | {1000 * read_cpu / n:.2f} |")
+    table.append(f"| total `predict` call (main process) | {w['total']:.1f} | {c['total']:.1f} | "
+                 f"{1000 * c['total'] / n:.2f} |")
     lines = [
         "## Predict: `spectraforge predict` with the default ensemble, end to end",
         "",
-        f"Run {stamp()}; load average {load_before} before, {load_after} after (1, 5, 15 min).",
+        f"Run {stamp()}; load average {load_before} before, {load_after} after (1, 5, 15 min): "
+        + ("the machine was shared with other jobs (load above its core count), so wall-clock rates are "
+           "a fraction of what the 2 cores give; the CPU-second figures and the same-run ratios hold better."
+           if max(float(x) for x in load_before.split(", ")[:1] + load_after.split(", ")[:1]) > 0.5 * cores + 0.5
+           else "the machine was otherwise idle."),
         f"Command: `python benchmarks/predict.py --n-real {args.n_real} --n-mock {args.n_mock} --small {args.small} "
         f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of the article's network, 10 LightGBM "
         "variants × 5 folds at params.yaml's sizes, the ensemble combiner over 11 variants). Inputs: "
-        f"{n} FITS files ({args.n_real if REAL.is_dir() else 0} copies of the {len(list(REAL.glob('*/*.fits*'))) if REAL.is_dir() else 0} "
-        f"real LAMOST/SDSS files, {args.n_mock} mock LAMOST FITS, both layouts, half gzipped), one folder. "
-        f"`predict` runs as its own process with {args.n_jobs} reader process(es); wall time includes Python, "
-        "TensorFlow and model start-up. Baseline: the plain astropy loop of benchmarks/ingest.py on the same "
-        "files (open, take the flux, close; mean of a run before and after).",
+        f"{n} FITS files in one folder ({n_real} copies of the real LAMOST/SDSS files of ../shared/real, "
+        f"{args.n_mock} mock LAMOST FITS, both layouts, half gzipped). `predict` runs as its own process with "
+        f"{args.n_jobs} reader process(es); its wall time includes Python, TensorFlow and model start-up. "
+        "Baselines in the same run: the plain astropy loop of benchmarks/ingest.py on the same files (open, take "
+        "the flux, close; mean of a run before and after), and the previous predict algorithm (read in the main "
+        "process, each fold model called alone: `FoldEnsemble.per_variant_reference`) on the smaller input set.",
         "",
         "| measure | value | baseline (same run) | ratio |",
         "|---|---|---|---|",
-        f"| end to end, {n} files | {rate:.0f} files/s ({big['wall']:.1f} s) | astropy loop {baseline:.0f} files/s | {rate / baseline:.2f}× |",
-        f"| after start-up (listing, reading, models, writing) | {steady:.0f} files/s | | {steady / baseline:.2f}× |",
-        f"| CPU cost: files per CPU-second × {os.cpu_count()} cores | {cpu_rate:.0f} files/s | | |",
-        f"| peak memory, main process, {n} files | {big['rss_main_mb']:.0f} MB | {small['inputs']} files: "
+        f"| end to end, {n} files | {rate:.0f} files/s ({big['wall']:.1f} s) | astropy loop {baseline:.0f} files/s "
+        f"| {rate / baseline:.2f}× |",
+        f"| after start-up | {steady:.0f} files/s | | {steady / baseline:.2f}× |",
+        f"| {small['inputs']} files, end to end | {small['inputs'] / small['wall']:.0f} files/s | previous algorithm "
+        f"{before['predicted'] / before['wall']:.0f} files/s | {before['wall'] / small['wall']:.2f}× |",
+        f"| {small['inputs']} files, CPU seconds (all processes) | {small['cpu_s']:.1f} s | previous algorithm "
+        f"{before['cpu_s']:.1f} s | {before['cpu_s'] / small['cpu_s']:.2f}× less |",
+        f"| CPU cost after start-up, as a rate on {cores} idle cores: {n} / (CPU s / {cores}) | "
+        f"{n / (steady_cpu / cores):.0f} files/s | | |",
+        f"| peak memory, main process | {n} files: {big['rss_main_mb']:.0f} MB | {small['inputs']} files: "
         f"{small['rss_main_mb']:.0f} MB | {big['rss_main_mb'] / small['rss_main_mb']:.2f} |",
-        f"| peak memory, a reader process, {n} files | {big['rss_reader_mb']:.0f} MB | {small['inputs']} files: "
+        f"| peak memory, a reader process | {n} files: {big['rss_reader_mb']:.0f} MB | {small['inputs']} files: "
         f"{small['rss_reader_mb']:.0f} MB | {big['rss_reader_mb'] / max(small['rss_reader_mb'], 1):.2f} |",
         "",
-        f"Where the {s['total']:.1f} s inside `predict` went (main process, wall seconds; the readers' CPU "
-        f"time, {s['read_cpu']:.1f} s, overlaps the models):",
+        f"Where the time went, {n} files (main process unless stated; CPU seconds include TensorFlow's and "
+        "LightGBM's threads):",
         "",
-        "| start-up (TF, models, trace) | waiting for readers | CNN (5 folds) | LightGBM features + PCA | LightGBM (50 boosters) | combiner | CSV writing | other |",
-        "|---|---|---|---|---|---|---|---|",
-        "| " + " | ".join(f"{s[k]:.1f}" for k in parts) + f" | {s['total'] - accounted:.1f} |",
+        "| step | wall s | CPU s | CPU ms per file |",
+        "|---|---|---|---|",
+        *table,
     ]
     text = "\n".join(lines)
     print(text)

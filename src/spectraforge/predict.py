@@ -30,8 +30,9 @@ import json
 import os
 import sys
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,10 +165,11 @@ class OrderedPool:
     items are submitted at construction, so the workers start while the caller gets ready."""
 
     def __init__(self, fn, items, n_jobs: int, in_flight: int, *args):
-        from joblib.externals.loky import get_reusable_executor
+        from joblib.externals.loky import ProcessPoolExecutor
 
         self.fn, self.items, self.args, self.in_flight = fn, iter(items), args, max(1, int(in_flight))
-        self.executor = get_reusable_executor(max_workers=int(n_jobs))
+        # a pool of its own (not joblib's shared one, which `prepare` sizes and reuses)
+        self.executor = ProcessPoolExecutor(max_workers=int(n_jobs))
         self.pending: deque = deque()
         self._fill()
 
@@ -189,22 +191,84 @@ class OrderedPool:
         self._fill()
         return item, result
 
-    def close(self) -> None:
+    def peak_memory_mb(self) -> float | None:
+        """The largest peak resident memory of the workers (Linux /proc; None elsewhere)."""
+        peaks = []
+        for pid in list(getattr(self.executor, "_processes", None) or {}):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                pass
+        return max(peaks) if peaks else None
+
+    def close(self, kill: bool = False) -> None:
         for _, future in self.pending:
             future.cancel()
         self.pending.clear()
+        self.executor.shutdown(wait=True, kill_workers=kill)
 
 
 # ------------------------------------------------------------------------------------ inference
 
+class Clock:
+    """Wall and CPU seconds (this process, all its threads: TensorFlow's and LightGBM's pools
+    included) per step; CPU seconds say what a step costs whatever else runs on the machine."""
+
+    def __init__(self):
+        self.wall: dict = defaultdict(float)
+        self.cpu: dict = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, key: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[key] += time.perf_counter() - wall
+            self.cpu[key] += time.process_time() - cpu
+
+
+def inference_network(model):
+    """The same network on keras' Conv1D and MaxPooling1D (oneDNN/XLA convolution kernels) in
+    place of ShiftConv1D and ReshapeMaxPooling1D, with the same weights: those two layers speed
+    up training's gradients, but for the forward pass alone the plain kernels use ~1.5x less
+    CPU (benchmarks/predict.py). Checked on a probe batch; any doubt keeps ``model``."""
+    import keras
+
+    from spectraforge.models.cnn import ReshapeMaxPooling1D, ShiftConv1D
+
+    def swap(layer):
+        if isinstance(layer, ShiftConv1D):
+            return keras.layers.Conv1D.from_config(layer.get_config())
+        if isinstance(layer, ReshapeMaxPooling1D):
+            return keras.layers.MaxPooling1D.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(layer, (ShiftConv1D, ReshapeMaxPooling1D)) for layer in model.layers):
+        return model
+    try:
+        net = keras.models.clone_model(model, clone_function=swap)
+        net.set_weights(model.get_weights())
+        probe = np.random.default_rng(0).normal(1.0, 0.3, (4, *model.input_shape[1:])).astype(np.float32)
+        if np.allclose(np.asarray(net(probe, training=False)), np.asarray(model(probe, training=False)), atol=1e-5):
+            return net
+    except (ValueError, TypeError, KeyError):
+        pass
+    return model
+
+
 class CNNFolds:
     """The fold networks of one CNN variant as one compiled function returning their mean,
-    called on fixed-size batches (the last one zero-padded), so it is traced once."""
+    called on fixed-size batches (the last one zero-padded), so it is traced and compiled
+    once. XLA (``jit_compile``) costs a few seconds once and ~1.6x less CPU per spectrum than
+    the plain graph on 2 cores (benchmarks/predict.py)."""
 
-    def __init__(self, models, batch_size: int = 256, jit_compile: bool = False):
+    def __init__(self, models, batch_size: int = 256, jit_compile: bool = True):
         import tensorflow as tf
 
-        self.models, self.batch_size = list(models), int(batch_size)
+        self.models, self.batch_size = [inference_network(m) for m in models], int(batch_size)
         n_pix = int(self.models[0].input_shape[-1])
         self.n_pix = n_pix
 
@@ -214,6 +278,7 @@ class CNNFolds:
             return tf.add_n([tf.cast(m(x, training=False), tf.float32) for m in self.models]) / len(self.models)
 
         self._fn = mean_proba
+        self._fn(tf.zeros((self.batch_size, n_pix), tf.float32))  # trace and compile now, at start-up
 
     def __call__(self, flux: np.ndarray) -> np.ndarray:
         flux = np.asarray(flux, np.float32)
@@ -228,39 +293,59 @@ class CNNFolds:
 
 
 class LGBMFolds:
-    """The LightGBM folds of every LightGBM variant: the hand-made features of a block of
-    spectra are computed once and shared (they depend only on the grid and the window count);
-    each fold adds its own PCA projection and runs its booster (``threads`` OpenMP threads).
-    The same features and booster calls as :meth:`SpectrumLGBM.predict_proba`."""
+    """The LightGBM folds of every LightGBM variant, on the features of a block of spectra
+    computed once: the hand-made features depend only on the grid and the window count, so
+    every fold shares them; the folds' PCA projections are one matrix product with their
+    components stacked (``X @ C.T - mean @ C.T`` as ``PCA.transform`` computes it, per column
+    block the same bits), then each booster runs on its fold's columns with ``threads``
+    threads. The same features and booster calls as :meth:`SpectrumLGBM.predict_proba`."""
 
-    def __init__(self, variants: dict, threads: int = 2):
+    def __init__(self, variants: dict, threads: int = 2, clock: Clock | None = None):
         self.variants, self.threads = variants, threads  # {name: [SpectrumLGBM]}
-        self.seconds = {"features": 0.0, "lgbm": 0.0}
+        self.clock = clock or Clock()
+        folds = [m for ms in variants.values() for m in ms]
+        stack = [m for m in folds if m.pca is not None and not m.pca.whiten
+                 and m.pca.components_.dtype == np.float32]
+        self._cols: dict[int, slice] = {}
+        if stack:
+            self._components = np.concatenate([m.pca.components_ for m in stack])
+            self._offset = np.concatenate([m.pca.mean_.reshape(1, -1) @ m.pca.components_.T for m in stack], axis=1)
+            at = 0
+            for m in stack:
+                self._cols[id(m)] = slice(at, at + m.pca.components_.shape[0])
+                at += m.pca.components_.shape[0]
+
+    def _pca(self, m, flux, projected):
+        if id(m) in self._cols:
+            return projected[:, self._cols[id(m)]].astype(np.float32)
+        return m.pca.transform(flux).astype(np.float32)
 
     def __call__(self, flux: np.ndarray) -> dict:
         from spectraforge.features import handmade_features
 
-        flux = np.asarray(flux, np.float32)
+        clock = self.clock
+        with clock("features"):
+            flux = np.asarray(flux, np.float32)
+            projected = None
+            if self._cols:
+                projected = flux @ self._components.T
+                projected -= self._offset
         shared: dict = {}
         out = {}
         for name, folds in self.variants.items():
             probs = []
             for m in folds:
-                t0 = time.perf_counter()
-                key = (m.cfg.n_windows, np.asarray(m.wave).tobytes())
-                if key not in shared:
-                    shared[key] = handmade_features(flux, m.wave, m.cfg.n_windows)
-                parts = [shared[key]]
-                if m.pca is not None:
-                    parts.append(m.pca.transform(flux).astype(np.float32))
-                X = np.concatenate(parts, axis=1)
-                t1 = time.perf_counter()
-                proba = m.model.predict_proba(X, num_threads=self.threads)
-                p = np.zeros((len(proba), len(LABELS)), np.float64)
-                p[:, m.model.classes_] = proba
-                probs.append(p)
-                self.seconds["features"] += t1 - t0
-                self.seconds["lgbm"] += time.perf_counter() - t1
+                with clock("features"):
+                    key = (m.cfg.n_windows, np.asarray(m.wave).tobytes())
+                    if key not in shared:
+                        shared[key] = handmade_features(flux, m.wave, m.cfg.n_windows)
+                    X = (shared[key] if m.pca is None
+                         else np.concatenate([shared[key], self._pca(m, flux, projected)], axis=1))
+                with clock("lgbm"):
+                    proba = m.model.predict_proba(X, num_threads=self.threads)
+                    p = np.zeros((len(proba), len(LABELS)), np.float64)
+                    p[:, m.model.classes_] = proba
+                    probs.append(p)
             out[name] = np.mean(probs, axis=0)
         return out
 
@@ -290,7 +375,7 @@ class FoldEnsemble:
         if grid and not np.allclose(make_grid(GridParams(**grid)), self.wave):
             raise ValueError(f"{models_dir}: manifest grid and wavelengths disagree")
         self.threads, self.batch_size = threads, batch_size
-        self.seconds = {"cnn": 0.0, "other": 0.0}
+        self.clock = Clock()
         self._cnn: dict | None = None
         self._lgbm: LGBMFolds | None = None
 
@@ -320,21 +405,19 @@ class FoldEnsemble:
                          for info, models in self.variants if info["kind"] == "cnn"}
             self._lgbm = LGBMFolds({info["name"]: models for info, models in self.variants
                                     if info["kind"] != "cnn" and all(isinstance(m, SpectrumLGBM) for m in models)},
-                                   self.threads)
+                                   self.threads, self.clock)
         return self._cnn, self._lgbm
 
     def per_variant(self, flux: np.ndarray) -> dict:
         """{variant name: probabilities averaged over its fold models}, in manifest order."""
         cnn, lgbm = self._runners()
-        t0 = time.perf_counter()
-        out = {name: run(flux) for name, run in cnn.items()}
-        self.seconds["cnn"] += time.perf_counter() - t0
+        with self.clock("cnn"):
+            out = {name: run(flux) for name, run in cnn.items()}
         out.update(lgbm(flux) if lgbm.variants else {})
-        t0 = time.perf_counter()
-        for info, models in self.variants:  # kinds without a batched path
-            if info["name"] not in out:
-                out[info["name"]] = np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
-        self.seconds["other"] += time.perf_counter() - t0
+        with self.clock("other models"):
+            for info, models in self.variants:  # kinds without a batched path
+                if info["name"] not in out:
+                    out[info["name"]] = np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
         return {info["name"]: out[info["name"]] for info, _ in self.variants}
 
     def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
@@ -403,6 +486,8 @@ class PredictSummary:
     predicted: int = 0
     errors: int = 0
     seconds: dict = field(default_factory=dict)  # wall seconds per step (see predict)
+    cpu_seconds: dict = field(default_factory=dict)  # CPU seconds per step; "total": this process
+    reader_peak_mb: float | None = None  # the largest peak resident memory of a reader process
 
     def line(self) -> str:
         text = f"{self.predicted} spectra classified -> {self.out}"
@@ -430,9 +515,7 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
         raise ValueError(f"n_jobs must be >= 1 (reader processes), got {n_jobs}")
     threads = int(threads or os.cpu_count() or 1)
     in_flight = in_flight or 2 * n_jobs + 1
-    t_start = time.perf_counter()
-    seconds = {"startup": 0.0, "read_wait": 0.0, "read_cpu": 0.0, "cnn": 0.0, "features": 0.0,
-               "lgbm": 0.0, "combine": 0.0, "write": 0.0}
+    t_start, c_start = time.perf_counter(), time.process_time()
     out_csv = Path(out_csv)
     err_path = errors_path(out_csv)
     problems: list[dict] = []
@@ -441,27 +524,27 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
     wave = np.asarray(first["wave"])
     normalise = first.get("prepare", {}).get("normalise", "median")
     results = OrderedPool(read_chunk, iter_chunks(paths, chunk_size, problems), int(n_jobs), in_flight,
-                           wave, normalise)
+                          wave, normalise)
     configure_threads_if_possible(threads)
     ensemble = FoldEnsemble(models_dir, threads=threads)
     if not np.array_equal(ensemble.wave, wave) or ensemble.normalise != normalise:
         raise ValueError(f"{models_dir}: variants were trained on differently prepared data")
     combiner = joblib.load(combiner_path) if combiner_path else None
     ensemble._runners()
-    seconds["startup"] = time.perf_counter() - t_start
+    clock = ensemble.clock
+    clock.wall["startup"], clock.cpu["startup"] = time.perf_counter() - t_start, time.process_time() - c_start
 
     rows = CsvStream(out_csv, OUTPUT_COLUMNS)
     errors = CsvStream(err_path, ERROR_COLUMNS)
-    summary = PredictSummary(out_csv, err_path, seconds=seconds)
+    summary = PredictSummary(out_csv, err_path)
     shown = 0
 
     def report(batch: list[dict]) -> None:
         nonlocal shown
         if not batch:
             return
-        t0 = time.perf_counter()
-        errors.write(pd.DataFrame(batch, columns=ERROR_COLUMNS))
-        seconds["write"] += time.perf_counter() - t0
+        with clock("write"):
+            errors.write(pd.DataFrame(batch, columns=ERROR_COLUMNS))
         for e in batch:
             if shown < STDERR_LINES:
                 print(f"spectraforge predict: skipped {e['file']}: {e['reason']}", file=sys.stderr)
@@ -475,29 +558,22 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
         flux = np.concatenate([f for f, _ in buffered])
         metas = [m for _, ms in buffered for m in ms]
         buffered.clear()
-        cnn0, lgbm0 = ensemble.seconds["cnn"], dict(ensemble._lgbm.seconds)
         per = ensemble.per_variant(flux)
-        seconds["cnn"] += ensemble.seconds["cnn"] - cnn0
-        for k in ("features", "lgbm"):
-            seconds[k] += ensemble._lgbm.seconds[k] - lgbm0[k]
-        t0 = time.perf_counter()
-        proba, codes = combine(per, combiner)
-        t1 = time.perf_counter()
-        frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in LABELS])
-        frame.insert(0, "type", np.asarray(LABELS)[np.asarray(codes, np.int64)])
-        frame.insert(0, "id", [i for i, _ in metas])
-        frame["file"] = [f for _, f in metas]
-        rows.write(frame)
-        seconds["combine"] += t1 - t0
-        seconds["write"] += time.perf_counter() - t1
+        with clock("combine"):
+            proba, codes = combine(per, combiner)
+        with clock("write"):
+            frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in LABELS])
+            frame.insert(0, "type", np.asarray(LABELS)[np.asarray(codes, np.int64)])
+            frame.insert(0, "id", [i for i, _ in metas])
+            frame["file"] = [f for _, f in metas]
+            rows.write(frame)
 
     try:
         with tqdm(desc="predict", unit="spec", disable=not progress) as bar:
             n_buffered = 0
             while True:
-                t0 = time.perf_counter()
-                nxt = next(results, None)
-                seconds["read_wait"] += time.perf_counter() - t0
+                with clock("read wait"):
+                    nxt = next(results, None)
                 report(problems)
                 summary.inputs += len(problems)
                 problems.clear()
@@ -505,7 +581,7 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
                     break
                 chunk, (flux, metas, bad, cpu) = nxt
                 summary.inputs += len(chunk.items)
-                seconds["read_cpu"] += cpu
+                clock.cpu["read (reader processes)"] += cpu
                 report([{"file": f, "reason": r} for f, r in bad])
                 if len(flux):
                     buffered.append((flux, metas))
@@ -520,15 +596,18 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
             raise RuntimeError(f"predict: {summary.predicted} predicted + {summary.errors} errors "
                                f"!= {summary.inputs} inputs")
     except BaseException:
-        results.close()
+        results.close(kill=True)
         rows.abort()
         errors.abort()
         raise
+    summary.reader_peak_mb = results.peak_memory_mb()
+    results.close()
     rows.finish()
     errors.finish(keep=errors.n > 0)
     if shown > STDERR_LINES:
         print(f"spectraforge predict: ... and {shown - STDERR_LINES} more skipped (see {err_path})", file=sys.stderr)
-    seconds["total"] = time.perf_counter() - t_start
+    clock.wall["total"], clock.cpu["total"] = time.perf_counter() - t_start, time.process_time() - c_start
+    summary.seconds, summary.cpu_seconds = dict(clock.wall), dict(clock.cpu)
     return summary
 
 
