@@ -113,7 +113,6 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
     """A models folder of the default shape under ``out`` (see the module docstring)."""
     import joblib
 
-    from spectraforge.crossval import PROBA_COLUMNS  # noqa: F401  (the label order of every output)
     from spectraforge.ensemble import FittedEnsemble, WeightedAverage
     from spectraforge.io.spectrum import LABELS
     from spectraforge.models.cnn import CNNConfig, build_cnn
