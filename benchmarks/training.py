@@ -145,8 +145,8 @@ def predict_rate(n_files: int, work: Path) -> tuple[float, int]:
                 "wave": make_grid().tolist(), "prepare": {"normalise": "median"}}
     (models / "manifest.json").write_text(json.dumps(manifest))
     t0 = time.perf_counter()
-    out, _ = predict([folder], models, work / "pred.csv", n_jobs=1, progress=False)
-    return len(out) / (time.perf_counter() - t0), len(out)
+    summary = predict([folder], models, work / "pred.csv", n_jobs=1, progress=False)
+    return summary.predicted / (time.perf_counter() - t0), summary.predicted
 
 
 def main() -> None:

@@ -110,10 +110,21 @@ def _cmd_predict(args) -> int:
         combiner = default if default.exists() and Path(args.models).resolve() == Path("models").resolve() else None
     elif combiner == "none":
         combiner = None
-    out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner)
-    print(f"{len(out)} spectra classified -> {args.out}"
-          + (f"; {len(errors)} unreadable (see {Path(args.out).stem}.errors.csv)" if len(errors) else ""))
-    return 0 if len(out) else 1
+    summary = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner,
+                      threads=args.threads)
+    print(summary.line())
+    return 0 if summary.predicted else 1
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a plain message otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _cmd_validate_submission(args) -> int:
@@ -141,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="FITS files or folders, Tianchi txt folders or zips")
     p.add_argument("--models", default="models", help="a variant's folder or the folder of all variants")
     p.add_argument("--out", required=True, help="output CSV: id,type,p_star,p_galaxy,p_qso,p_unknown,file")
-    p.add_argument("--n-jobs", type=int, default=1, help="reader processes")
+    p.add_argument("--n-jobs", type=_positive_int, default=1,
+                   help="reader processes (>= 1), reading while the models run")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="TensorFlow and LightGBM threads for the models (default: all cores)")
     p.add_argument("--ensemble", default="auto",
                    help="the ensemble's combiner.joblib; 'auto': data/ensemble/combiner.joblib when --models is "
                         "./models and it exists; 'none': average the variants")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from spectraforge.params import InputSpec, PrepareParams
 from spectraforge.preprocess import PreprocessError, estimate_snr, make_grid, preprocess
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+TXT_SUFFIXES = (".txt", ".txt.gz")
+ZIP_SUFFIXES = (".zip",)
+NOT_A_SPECTRUM = "not a spectrum file (FITS: " + ", ".join(FITS_SUFFIXES) + "; Tianchi: .txt, .txt.gz, .zip)"
 META_COLUMNS = ["split", "row", "id", "label", "snr", "z", "object_id", "file", "format", "bad_fraction"]
 QUARANTINE_COLUMNS = ["split", "file", "id", "reason"]
 
@@ -48,14 +52,51 @@ class Chunk:
     locations: np.ndarray | None = None  # tianchi zip: where each member lies (read without the central directory)
 
 
-def list_fits(path: str | Path) -> list[str]:
-    """FITS files under ``path`` (a file or a folder, searched recursively), sorted."""
+def file_kind(name: str) -> str | None:
+    """'fits', 'txt' or 'zip' from a file's name (the readers then check the content), else None."""
+    low = str(name).lower()
+    if low.endswith(FITS_SUFFIXES):
+        return "fits"
+    if low.endswith(TXT_SUFFIXES):
+        return "txt"
+    if low.endswith(ZIP_SUFFIXES):
+        return "zip"
+    return None
+
+
+def walk_files(folder: str | Path) -> Iterator[str]:
+    """Every file under ``folder``, recursively, lazily, in sorted order of the full path strings
+    (each directory is sorted as it is entered, sub-folders keyed ``name/``, which gives the
+    order of one global sort without holding the listing). Symbolic links to folders are not
+    followed (no cycles)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk_files(entry.path)
+        elif entry.is_file():
+            yield entry.path
+
+
+def list_fits(path: str | Path, others: list | None = None) -> list[str]:
+    """FITS files under ``path`` (a file or a folder, searched recursively), sorted.
+
+    ``others``: a list that receives every other file of the folder (kept out of the FITS
+    list), so a caller accounts for each with a reason instead of skipping it silently."""
     path = Path(path)
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder (prepare input)")
-    return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
+    fits = []
+    for f in walk_files(path):
+        if file_kind(f) == "fits":
+            fits.append(f)
+        elif others is not None:
+            others.append(f)
+    return fits
 
 
 def list_inputs(params: PrepareParams, chunk_size: int) -> tuple[list[Chunk], list[dict], dict]:
@@ -72,7 +113,12 @@ def list_inputs(params: PrepareParams, chunk_size: int) -> tuple[list[Chunk], li
                 problems.append({"split": spec.split, "file": where, "id": "", "reason": reason})
             listed[spec.split] += len(bad)
         else:
-            items, locations = list_fits(spec.path), None
+            others: list[str] = []
+            items, locations = list_fits(spec.path, others), None
+            problems += [{"split": spec.split, "file": f, "id": "", "reason": NOT_A_SPECTRUM
+                          if file_kind(f) is None else "not a FITS file (a 'fits' input reads FITS files only)"}
+                         for f in others]
+            listed[spec.split] += len(others)
         listed[spec.split] += len(items)
         chunks += [Chunk(spec, items[i : i + chunk_size], None if locations is None else locations[i : i + chunk_size])
                    for i in range(0, len(items), chunk_size)]

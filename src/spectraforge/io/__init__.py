@@ -10,6 +10,7 @@ from .tianchi import (
     read_tianchi_entries,
     read_tianchi_txt,
     scan_tianchi,
+    scan_unindexed,
     write_tianchi,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "read_tianchi_entries",
     "read_tianchi_txt",
     "scan_tianchi",
+    "scan_unindexed",
     "write_lamost_fits",
     "write_tianchi",
 ]

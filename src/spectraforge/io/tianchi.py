@@ -72,9 +72,11 @@ def _is_zip(source) -> bool:
     return Path(source).is_file()
 
 
-def _list_members(source) -> tuple[list[str], np.ndarray | None]:
+def _list_members(source, others: list | None = None) -> tuple[list[str], np.ndarray | None]:
     """Every txt in the zip or folder (recursively), as member paths relative to the source,
-    and for a zip their locations (see :func:`read_located`; None for a folder)."""
+    and for a zip their locations (see :func:`read_located`; None for a folder).
+    ``others``: a list that receives the other files (not directories, not the macOS
+    ``__MACOSX/`` and ``._`` metadata twins), for the caller to account for with a reason."""
     locations = None
     if _is_zip(source):
         try:
@@ -87,14 +89,41 @@ def _list_members(source) -> tuple[list[str], np.ndarray | None]:
     else:
         raise SpectrumReadError(source, "no such zip file or folder")
     # directories are not .txt; macOS zips carry '__MACOSX/._<id>.txt' resource forks that are not spectra
-    keep = [i for i, n in enumerate(names) if n.lower().endswith(".txt")
-            and "__MACOSX/" not in n and not PurePosixPath(n).name.startswith("._")]
+    def metadata(n):
+        return n.endswith("/") or "__MACOSX/" in n or PurePosixPath(n).name.startswith("._")
+
+    keep = [i for i, n in enumerate(names) if n.lower().endswith(".txt") and not metadata(n)]
+    if others is not None:
+        others += [n for n in names if not n.lower().endswith(".txt") and not metadata(n)]
     return [names[i] for i in keep], (locations[keep] if locations is not None else None)
 
 
 def list_tianchi(source) -> list[IndexEntry]:
     """Every txt of a folder or zip as an unlabelled entry (id = file stem), for data without an index."""
     return [IndexEntry(PurePosixPath(m).name.removesuffix(".txt"), None, m) for m in _list_members(source)[0]]
+
+
+def scan_unindexed(source) -> tuple[list[IndexEntry], np.ndarray | None, list[tuple[str, str]]]:
+    """A zip or folder of txt files without an index (``predict``): by the rules of
+    :func:`scan_tianchi` but with every file listed. Returns the unlabelled entries (id = file
+    stem), their zip locations (None for a folder) and problems as (where, reason): duplicate
+    file names (the first is kept, as ``scan_tianchi`` keeps it) and files that are not txt.
+    Raises SpectrumReadError for an unreadable source."""
+    others: list[str] = []
+    names, locations = _list_members(source, others)
+    where = (lambda m: f"{source}::{m}") if _is_zip(source) else (lambda m: str(Path(source) / m))
+    problems = [(where(m), "not a Tianchi .txt file") for m in others]
+    first: dict[str, str] = {}
+    keep = []
+    for pos, member in enumerate(names):
+        base = PurePosixPath(member).name
+        if base in first:
+            problems.append((where(member), f"duplicate file name {base!r} in {source} (kept {first[base]})"))
+            continue
+        first[base] = member
+        keep.append(pos)
+    entries = [IndexEntry(PurePosixPath(names[i]).name.removesuffix(".txt"), None, names[i]) for i in keep]
+    return entries, (locations[keep] if locations is not None else None), problems
 
 
 def read_index(index_csv) -> pd.DataFrame:
@@ -116,15 +145,16 @@ def scan_tianchi(index_csv, source, locate: bool = False):
 
     Returns the readable entries (index order) and problems as (what, reason) for: empty ids,
     duplicate ids (the first is kept), unknown or missing labels, ids without a file, duplicate
-    file names, and txt files the index does not list. Nothing is dropped silently: every index
+    file names, txt files the index does not list, and files that are not txt. Nothing is dropped silently: every index
     row and every txt file is accounted for (a file of a rejected row by that row's problem).
     With ``locate``, a third value: the entries' zip locations, an (n, 4) int64 array to pass
     to :func:`read_tianchi_entries` (None for a folder).
     Raises SpectrumReadError for an unreadable CSV, a CSV without `id`, or an unreadable source.
     """
     index = read_index(index_csv)
-    problems: list[tuple[str, str]] = []
-    names, locations = _list_members(source)
+    others: list[str] = []
+    names, locations = _list_members(source, others)
+    problems: list[tuple[str, str]] = [(m, "not a Tianchi .txt file") for m in others]
     files: dict[str, int] = {}  # basename -> position in names
     for pos, member in enumerate(names):
         base = PurePosixPath(member).name

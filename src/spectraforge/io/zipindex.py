@@ -12,6 +12,8 @@ prepended, UTF-8 or cp437 names); anything it would reject raises :class:`zipfil
 """
 from __future__ import annotations
 
+import bz2
+import lzma
 import struct
 import zipfile
 import zlib
@@ -95,8 +97,9 @@ def read_member(fh, location) -> bytes:
     """The bytes of one member from its location row (offset, stored size, size, CRC-32).
 
     Reads the local header at the offset (for the method and flags), then the stored bytes,
-    inflates them (stored and deflated members; never more than the listed size) and checks
-    size and CRC-32. Raises :class:`MemberError` on a damaged, encrypted or unsupported member.
+    decompresses them (stored, deflated, bzip2 and LZMA members: the methods ``zipfile`` reads;
+    never more than the listed size) and checks size and CRC-32. Raises :class:`MemberError`
+    on a damaged, encrypted or unsupported member.
     """
     offset, csize, usize, crc = (int(v) for v in location)
     try:
@@ -114,15 +117,31 @@ def read_member(fh, location) -> bytes:
     data = fh.read(csize)
     if len(data) < csize:
         raise MemberError(f"truncated: {len(data)} of {csize} bytes")
-    if method == zipfile.ZIP_STORED:
-        blob = data
-    elif method == zipfile.ZIP_DEFLATED:
-        try:
-            blob = zlib.decompressobj(-15).decompress(data, usize + 1)
-        except zlib.error as exc:
-            raise MemberError(f"zlib.error: {exc}") from None
-    else:
-        raise MemberError(f"compression method {method} not supported")
+    try:
+        blob = _decompress(method, data, usize + 1)
+    except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+        raise MemberError(f"{type(exc).__name__}: {exc}") from None
     if len(blob) != usize or zlib.crc32(blob) != crc:
         raise MemberError("bad CRC-32 or size: the zip is damaged")
     return blob
+
+
+def _decompress(method: int, data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of a member's data in compression ``method``."""
+    if method == zipfile.ZIP_STORED:
+        return data
+    if method == zipfile.ZIP_DEFLATED:
+        return zlib.decompressobj(-15).decompress(data, limit)
+    if method == zipfile.ZIP_BZIP2:
+        return bz2.BZ2Decompressor().decompress(data, limit)
+    if method == zipfile.ZIP_LZMA:
+        # the zip LZMA layout (APPNOTE 5.8.8): version (2 bytes), size of the properties (2), properties, raw LZMA1
+        if len(data) < 4:
+            raise MemberError("truncated LZMA header")
+        (psize,) = struct.unpack_from("<H", data, 2)
+        props = data[4 : 4 + psize]
+        if len(props) < psize:
+            raise MemberError("truncated LZMA header")
+        filters = [lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)]
+        return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters).decompress(data[4 + psize :], limit)
+    raise MemberError(f"compression method {method} not supported")

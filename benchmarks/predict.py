@@ -1,0 +1,302 @@
+"""`spectraforge predict` end to end on FITS files, against a plain astropy read loop in the same run.
+
+The models folder has the shape a default `make run` writes (the inference cost does not
+depend on how long the models trained): train@cnn (5 folds of the article's network, as
+params.yaml configures it), train@lgbm and nine lgbm+<source> variants (5 LightGBM folds
+each at params.yaml's sizes, fitted here on the prepared mock, each variant on its own
+resample and seed), and an ensemble combiner over the 11 variants. It is built once into
+benchmarks/_work/models-default (``--rebuild`` to redo).
+
+Inputs: the real LAMOST and SDSS files of ../shared/real repeated (copies in a temporary
+folder, never in the repository; skipped when ../shared is absent) and mock LAMOST FITS
+(both layouts, half gzipped). Each `predict` runs as its own process (`spectraforge predict`
+exactly as a user calls it, plus a line of counters), so the wall time includes Python,
+TensorFlow and model start-up; the breakdown comes from the counters predict keeps.
+
+    python benchmarks/predict.py [--n-real 2000] [--n-mock 2000] [--small 500] [--n-jobs 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from _results import stamp, write_section
+from ingest import astropy_loop, write_mock_fits
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "real"
+WORK = ROOT / "benchmarks" / "_work"
+LGBM_SOURCES = ["oversample", "noise", "gauss", "nice", "realnvp", "glow", "energy", "rasgan", "hinge_oneloss"]
+
+DRIVER = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from spectraforge.predict import predict
+args = json.loads(sys.argv[1])
+s = predict(args["inputs"], args["models"], args["out"], n_jobs=args["n_jobs"], progress=False,
+            combiner_path=args["combiner"])
+wall = time.perf_counter() - t0
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print("RESULT " + json.dumps({"predicted": s.predicted, "errors": s.errors, "inputs": s.inputs,
+      "seconds": s.seconds, "cpu_seconds": s.cpu_seconds, "wall_in_process": wall, "rss_main_mb": me.ru_maxrss / 1024,
+      "rss_reader_mb": s.reader_peak_mb or 0.0,
+      "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
+"""
+
+
+REFERENCE = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+import joblib
+from spectraforge.training import configure_threads
+configure_threads(2)
+from spectraforge.predict import FoldEnsemble, combine, input_chunks
+from spectraforge.prepare import _process_chunk
+args = json.loads(sys.argv[1])
+ens = FoldEnsemble(args["models"])
+combiner = joblib.load(args["combiner"])
+n = 0
+for chunk in input_chunks(args["inputs"])[0]:  # read in this process, then each fold model alone
+    flux, meta, _ = _process_chunk(chunk, ens.wave, ens.normalise, 1.0)
+    if len(flux):
+        combine(ens.per_variant_reference(flux), combiner)
+        n += len(flux)
+me = resource.getrusage(resource.RUSAGE_SELF)
+print("RESULT " + json.dumps({"predicted": n, "wall_in_process": time.perf_counter() - t0,
+                              "cpu_s": me.ru_utime + me.ru_stime}))
+"""
+
+
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def training_spectra(n: int = 3000, seed: int = 0):
+    """(flux (n, 2600) float32 on the default grid, label codes, wave): data/prepared when a
+    `dvc repro prepare` made it, else freshly simulated and preprocessed mock spectra."""
+    from spectraforge.data import label_index
+    from spectraforge.preprocess import make_grid
+
+    prepared = ROOT / "data" / "prepared"
+    if (prepared / "train.npy").exists():
+        import pandas as pd
+
+        X = np.load(prepared / "train.npy", mmap_mode="r")
+        meta = pd.read_parquet(prepared / "meta.parquet")
+        y = label_index(meta[meta.split == "train"].sort_values("row")["label"])
+        rows = np.random.default_rng(seed).permutation(len(X))[:n]
+        return np.asarray(X[np.sort(rows)], np.float32), y[np.sort(rows)], np.load(prepared / "wave.npy")
+    from spectraforge.mock.simulate import simulate
+    from spectraforge.mock.survey import draw_labels
+    from spectraforge.preprocess import preprocess
+
+    rng = np.random.default_rng(seed)
+    labels = draw_labels({"star": 0.8, "unknown": 0.13, "galaxy": 0.05, "qso": 0.02}, n, rng)
+    batch, wave = simulate(list(labels), seed=seed), make_grid()
+    X = np.stack([preprocess(batch.wave, batch.flux[i], batch.andmask[i] != 0, wave, "median", 1.0)[0]
+                  for i in range(n)])
+    return X, label_index(labels), wave
+
+
+def build_models(out: Path, n_folds: int = 5) -> Path:
+    """A models folder of the default shape under ``out`` (see the module docstring)."""
+    import joblib
+
+    from spectraforge.ensemble import FittedEnsemble, WeightedAverage
+    from spectraforge.io.spectrum import LABELS
+    from spectraforge.models.cnn import CNNConfig, build_cnn
+    from spectraforge.models.lgbm import LGBMConfig, SpectrumLGBM
+    from spectraforge.training import configure_threads
+
+    configure_threads(2)
+    import keras
+
+    params = default_params()
+    prep = {k: params["prepare"][k] for k in ("grid", "normalise")}
+    X, y, wave = training_spectra()
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+
+    def manifest(name, kind, files, config):
+        (staging / name).mkdir(parents=True, exist_ok=True)
+        info = {"name": name, "kind": kind, "folds": files, "labels": list(LABELS), "wave": wave.tolist(),
+                "prepare": prep, "config": config}
+        (staging / name / "manifest.json").write_text(json.dumps(info))
+
+    cnn_cfg = CNNConfig(**params["train"]["variants"]["cnn"]["network"])
+    (staging / "cnn").mkdir(parents=True)
+    for k in range(n_folds):
+        keras.utils.set_random_seed(k)
+        build_cnn(cnn_cfg).save(staging / "cnn" / f"fold{k}.keras")
+    manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [asdict(cnn_cfg)])
+    base = params["train"]["variants"]["lgbm"]["lgbm"]
+    names = ["lgbm"] + [f"lgbm+{s}" for s in LGBM_SOURCES]
+    fold = np.arange(len(y)) % n_folds
+    for v, name in enumerate(names):
+        (staging / name).mkdir(parents=True)
+        rng = np.random.default_rng(100 + v)
+        for k in range(n_folds):
+            rows = np.flatnonzero(fold != k)
+            if v:  # each augmented variant sees a resample of its fold (other trees, same sizes)
+                rows = np.sort(rng.choice(rows, len(rows), replace=True))
+            t0 = time.perf_counter()
+            model = SpectrumLGBM(LGBMConfig(**{**base, "seed": base.get("seed", 2018) + v}), wave, 1).fit(X[rows], y[rows])
+            joblib.dump(model, staging / name / f"fold{k}.joblib")
+            print(f"  {name} fold {k}: {time.perf_counter() - t0:.1f} s", flush=True)
+        manifest(name, "lgbm", [f"fold{k}.joblib" for k in range(n_folds)], [])
+    variants = ["cnn", *names]
+    w = np.random.default_rng(0).dirichlet(np.ones(len(variants)))
+    combiner = WeightedAverage()
+    combiner.weights = w
+    joblib.dump(FittedEnsemble(variants, combiner, np.ones(len(LABELS))), staging / "combiner.joblib")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
+def make_inputs(folder: Path, n_real: int, n_mock: int) -> list[Path]:
+    """``n_real`` copies of the real files (cycled) and ``n_mock`` mock FITS under ``folder``."""
+    paths = []
+    real = sorted(p for sub in ("lamost", "sdss") for p in (REAL / sub).glob("*.fits*")) if REAL.is_dir() else []
+    if real and n_real:
+        (folder / "real").mkdir(parents=True)
+        for i in range(n_real):
+            src = real[i % len(real)]
+            dst = folder / "real" / f"r{i:06d}_{src.name}"
+            shutil.copyfile(src, dst)
+            paths.append(dst)
+    if n_mock:
+        (folder / "mock").mkdir(parents=True)
+        paths += write_mock_fits(folder / "mock", n_mock)
+    return sorted(paths)
+
+
+def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int, driver: str = DRIVER) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = {"inputs": [str(p) for p in inputs], "models": str(models), "out": str(out), "n_jobs": n_jobs,
+            "combiner": str(models / "combiner.joblib")}
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", driver, json.dumps(args)], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if res.returncode or line is None:
+        raise RuntimeError(f"predict failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return {**json.loads(line.removeprefix("RESULT ")), "wall": wall}
+
+
+def load_avg() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n-real", type=int, default=2000, help="copies of the real files (0 without ../shared)")
+    ap.add_argument("--n-mock", type=int, default=2000)
+    ap.add_argument("--small", type=int, default=500, help="the smaller input count (peak memory, before/after)")
+    ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    models = WORK / "models-default"
+    if args.rebuild or not (models / "combiner.joblib").exists():
+        print(f"building a default-shaped models folder in {models} ...", flush=True)
+        build_models(models)
+    load_before = load_avg()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="sf-predict-") as tmp:
+        tmp = Path(tmp)
+        n_real = args.n_real if REAL.is_dir() else 0
+        files = make_inputs(tmp / "in", n_real, args.n_mock)
+        n = len(files)
+        astropy_loop(files[:50])  # warm the page cache for both
+        base = astropy_loop(files)
+        big = run_predict([tmp / "in"], models, tmp / "big.csv", args.n_jobs)
+        small_dir = tmp / "small"
+        small_dir.mkdir()
+        for i, f in enumerate(files[:: max(1, n // args.small)][: args.small]):
+            os.link(f, small_dir / f"{i:06d}_{f.name}")
+        small = run_predict([small_dir], models, tmp / "small.csv", args.n_jobs)
+        before = run_predict([small_dir], models, tmp / "ref.csv", args.n_jobs, REFERENCE)
+        base_after = astropy_loop(files)
+    load_after = load_avg()
+    assert big["predicted"] + big["errors"] == big["inputs"] == n, big
+    w, c = big["seconds"], big["cpu_seconds"]
+    rate = n / big["wall"]
+    steady = n / (w["total"] - w["startup"])
+    read_cpu = c.get("read (reader processes)", 0.0)
+    steady_cpu = c["total"] - c["startup"] + read_cpu  # what the work costs after start-up, readers included
+    baseline = (base + base_after) / 2
+    steps = [("startup", "start-up: TensorFlow, models, tracing"), ("read wait", "waiting for the readers"),
+             ("cnn", "CNN, 5 folds (compiled at start-up)"), ("features", "LightGBM features + 50 PCA"),
+             ("lgbm", "LightGBM, 50 boosters"), ("combine", "combiner"), ("write", "CSV writing")]
+    table = [f"| {label} | {w.get(k, 0):.1f} | {c.get(k, 0):.1f} | {1000 * c.get(k, 0) / n:.2f} |" for k, label in steps]
+    table.append(f"| reading + preprocessing, in {args.n_jobs} reader process(es) (overlaps the rest) | — | "
+                 f"{read_cpu:.1f} | {1000 * read_cpu / n:.2f} |")
+    table.append(f"| total `predict` call (main process) | {w['total']:.1f} | {c['total']:.1f} | "
+                 f"{1000 * c['total'] / n:.2f} |")
+    lines = [
+        "## Predict: `spectraforge predict` with the default ensemble, end to end",
+        "",
+        f"Run {stamp()}; load average {load_before} before, {load_after} after (1, 5, 15 min): "
+        + ("the machine was shared with other jobs (load above its core count), so wall-clock rates are "
+           "a fraction of what the 2 cores give; the CPU-second figures and the same-run ratios hold better."
+           if max(float(x) for x in load_before.split(", ")[:1] + load_after.split(", ")[:1]) > 0.5 * cores + 0.5
+           else "the machine was otherwise idle."),
+        f"Command: `python benchmarks/predict.py --n-real {args.n_real} --n-mock {args.n_mock} --small {args.small} "
+        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of the article's network, 10 LightGBM "
+        "variants × 5 folds at params.yaml's sizes, the ensemble combiner over 11 variants). Inputs: "
+        f"{n} FITS files in one folder ({n_real} copies of the real LAMOST/SDSS files of ../shared/real, "
+        f"{args.n_mock} mock LAMOST FITS, both layouts, half gzipped). `predict` runs as its own process with "
+        f"{args.n_jobs} reader process(es); its wall time includes Python, TensorFlow and model start-up. "
+        "Baselines in the same run: the plain astropy loop of benchmarks/ingest.py on the same files (open, take "
+        "the flux, close; mean of a run before and after), and the previous predict algorithm (read in the main "
+        "process, each fold model called alone: `FoldEnsemble.per_variant_reference`) on the smaller input set.",
+        "",
+        "| measure | value | baseline (same run) | ratio |",
+        "|---|---|---|---|",
+        f"| end to end, {n} files | {rate:.0f} files/s ({big['wall']:.1f} s) | astropy loop {baseline:.0f} files/s "
+        f"| {rate / baseline:.2f}× |",
+        f"| after start-up | {steady:.0f} files/s | | {steady / baseline:.2f}× |",
+        f"| {small['inputs']} files, end to end | {small['inputs'] / small['wall']:.0f} files/s | previous algorithm "
+        f"{before['predicted'] / before['wall']:.0f} files/s | {before['wall'] / small['wall']:.2f}× |",
+        f"| {small['inputs']} files, CPU seconds (all processes) | {small['cpu_s']:.1f} s | previous algorithm "
+        f"{before['cpu_s']:.1f} s | {before['cpu_s'] / small['cpu_s']:.2f}× less |",
+        f"| CPU cost after start-up, as a rate on {cores} idle cores: {n} / (CPU s / {cores}) | "
+        f"{n / (steady_cpu / cores):.0f} files/s | | |",
+        f"| peak memory, main process | {n} files: {big['rss_main_mb']:.0f} MB | {small['inputs']} files: "
+        f"{small['rss_main_mb']:.0f} MB | {big['rss_main_mb'] / small['rss_main_mb']:.2f} |",
+        f"| peak memory, a reader process | {n} files: {big['rss_reader_mb']:.0f} MB | {small['inputs']} files: "
+        f"{small['rss_reader_mb']:.0f} MB | {big['rss_reader_mb'] / max(small['rss_reader_mb'], 1):.2f} |",
+        "",
+        f"Where the time went, {n} files (main process unless stated; CPU seconds include TensorFlow's and "
+        "LightGBM's threads):",
+        "",
+        "| step | wall s | CPU s | CPU ms per file |",
+        "|---|---|---|---|",
+        *table,
+        "",
+        f"At these CPU costs the 5 CNN folds alone allow {cores * 1000 / max(1000 * c.get('cnn', 0) / n, 1e-9):.0f} "
+        f"files/s on {cores} idle cores, LightGBM (features and 50 boosters) "
+        f"{cores * 1000 / max(1000 * (c.get('features', 0) + c.get('lgbm', 0)) / n, 1e-9):.0f}, reading "
+        f"{cores * 1000 / max(1000 * read_cpu / n, 1e-9):.0f}. Target (issue 18): ≥ 250 files/s end to end on 2 cores.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section("predict", text)
+
+
+if __name__ == "__main__":
+    main()
