@@ -151,10 +151,16 @@ def submission_name(prefix: str, params_blob: dict, when: datetime) -> str:
 
 def score_against_truth(ids, labels, truth_csv) -> dict:
     """Macro-F1 (with a bootstrap interval) and per-class F1 of submitted labels on known test labels."""
+    from spectraforge.io.tianchi import CSVReadError, read_index
     from spectraforge.metrics import scores
 
-    truth = pd.read_csv(truth_csv, dtype=str)
-    by_id = dict(zip(truth["id"], truth["type"]))
+    try:  # read as the test index is read, so the ids match it (an id NA stays NA)
+        truth = read_index(truth_csv)
+    except CSVReadError as exc:
+        raise SubmissionError(f"{exc.path}: cannot read the test labels ({exc.reason})") from None
+    if "type" not in truth.columns:
+        raise SubmissionError(f"{truth_csv}: the test labels have no 'type' column")
+    by_id = dict(zip(truth["id"], truth["type"].str.lower()))
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise SubmissionError(f"{truth_csv}: {len(missing)} submitted id(s) have no truth label: {_preview(missing)}")
