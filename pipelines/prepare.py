@@ -1,4 +1,8 @@
 """Stage `prepare`: read every input in parallel, resample onto the grid, mask, normalise."""
+from spectraforge.portable import pin_kernels
+
+pin_kernels()  # before numpy: the same bytes on every x86-64 machine
+
 from spectraforge.compute import load_compute
 from spectraforge.params import load_section
 from spectraforge.prepare import run_prepare, write_metrics

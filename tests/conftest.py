@@ -92,3 +92,47 @@ def write_prepared(root, X, y, X_test, k: int = 3, revisits: int = 40):
     meta.to_parquet(out / "meta.parquet")
     make_folds(meta[meta.split == "train"].reset_index(drop=True), k, 0).to_csv(root / "folds.csv", index=False)
     return root
+
+
+STRUCTURAL_KEYS = r"(BITPIX|NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|TFORM\d{1,3}|THEAP)"
+
+
+def fits_cards(blob: bytes, pattern: str = STRUCTURAL_KEYS) -> list[tuple[int, int, str]]:
+    """(HDU number, byte offset, keyword) of every header card of an uncompressed FITS ``blob``
+    whose keyword matches ``pattern``: where a test rewrites a header value."""
+    import re
+
+    out, offset, hdu = [], 0, 0
+    while offset + 2880 <= len(blob) and (hdu == 0 or blob[offset:offset + 8] == b"XTENSION"):
+        header = {}
+        pos = offset
+        while pos + 80 <= len(blob):
+            key = blob[pos:pos + 8].decode("ascii", "replace").rstrip()
+            if key == "END":
+                break
+            if blob[pos + 8:pos + 10] == b"= ":
+                header[key] = blob[pos + 10:pos + 80].split(b"/")[0].strip()
+                if re.fullmatch(pattern, key):
+                    out.append((hdu, pos, key))
+            pos += 80
+        data = -(-(pos + 80) // 2880) * 2880
+        naxis = int(header.get("NAXIS", b"0"))
+        size = 0
+        if naxis:
+            size = 1
+            for i in range(1, naxis + 1):
+                size *= int(header[f"NAXIS{i}"])
+            size = abs(int(header["BITPIX"])) // 8 * (size + int(header.get("PCOUNT", b"0")))
+        offset, hdu = data + -(-size // 2880) * 2880, hdu + 1
+    return out
+
+
+def set_fits_card(blob: bytes, key: str, value: str, hdu: int | None = None) -> bytes:
+    """``blob`` with the value field of header card ``key`` (in HDU ``hdu``, else the first HDU
+    that has it) rewritten to ``value`` (as FITS text: ``123``, ``'1E'``, ``T``)."""
+    for h, pos, k in fits_cards(blob, key):
+        if hdu is None or h == hdu:
+            out = bytearray(blob)
+            out[pos + 10:pos + 80] = value.encode("ascii").ljust(70)[:70]
+            return bytes(out)
+    raise KeyError(f"no card {key} in HDU {hdu}")

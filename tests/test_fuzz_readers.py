@@ -2,13 +2,17 @@
 
 Whatever the bytes, ``read_spectrum`` either returns a spectrum that honours the contract
 (ascending finite wavelengths, matching lengths, a boolean mask, an id) or raises
-``SpectrumReadError`` naming the file, within a few seconds; the Tianchi zip reader yields a
-spectrum or a ``SpectrumReadError`` per index entry. A few hundred examples here; more with
-``HYPOTHESIS_PROFILE=fuzz`` (10 000, see README "Development").
+``SpectrumReadError`` naming the file, within SECONDS and MEMORY_BOUND per example; the
+Tianchi zip reader yields a spectrum or a ``SpectrumReadError`` per index entry. Besides byte
+mutations, header-value mutations rewrite the structural cards (NAXIS, NAXISn, BITPIX,
+TFIELDS, TFORMn, PCOUNT, GCOUNT) of real-like FITS files with hostile values. A few hundred
+examples here; more with ``HYPOTHESIS_PROFILE=fuzz`` (10 000, see README "Development").
 """
 import gzip
 import os
+import resource
 import signal
+import time
 import zipfile
 from pathlib import Path
 
@@ -29,6 +33,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 SECONDS = 10  # a read that takes longer than this counts as a hang
+MEMORY_BOUND = 1 << 30  # address space a read may add to the process (RLIMIT_AS); beyond it, a finding
 
 
 def _seeds(tmp: Path) -> list[bytes]:
@@ -57,22 +62,38 @@ def seeds(tmp_path_factory):
     return _seeds(tmp_path_factory.mktemp("seeds"))
 
 
-class _Hang(Exception):
-    pass
+class _Hang(BaseException):
+    """Not an Exception: read_spectrum turns every Exception into a SpectrumReadError, which
+    would hide the hang."""
 
 
 def _alarm(signum, frame):  # pragma: no cover - only on a hang
     raise _Hang()
 
 
+def _address_space() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * resource.getpagesize()
+
+
 def _read_within_time(path):
+    """read_spectrum(path) under a time bound (SIGALRM, and the elapsed time checked after, for
+    a stall inside C code) and a memory bound (RLIMIT_AS: MEMORY_BOUND above the address space
+    the process has now), both restored afterwards."""
     old = signal.signal(signal.SIGALRM, _alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    bound = _address_space() + MEMORY_BOUND
+    resource.setrlimit(resource.RLIMIT_AS, (bound if hard == resource.RLIM_INFINITY else min(bound, hard), hard))
     signal.alarm(SECONDS)
+    t0 = time.monotonic()
     try:
         return read_spectrum(path)
     finally:
         signal.alarm(0)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         signal.signal(signal.SIGALRM, old)
+        if time.monotonic() - t0 > SECONDS:  # pragma: no cover - a finding
+            pytest.fail(f"read_spectrum took over {SECONDS} s on {path.name} ({path.stat().st_size} bytes)")
 
 
 def _check(path: Path) -> None:
@@ -80,7 +101,11 @@ def _check(path: Path) -> None:
         spec = _read_within_time(path)
     except SpectrumReadError as exc:
         assert exc.path == str(path) and exc.reason
+        if isinstance(exc.__cause__, MemoryError) or "MemoryError" in exc.reason:  # pragma: no cover
+            pytest.fail(f"read_spectrum needed more than {MEMORY_BOUND >> 20} MiB on {path.name}: {exc.reason}")
         return
+    except MemoryError:  # pragma: no cover - a finding
+        pytest.fail(f"read_spectrum needed more than {MEMORY_BOUND >> 20} MiB on {path.name}")
     except _Hang:  # pragma: no cover - a finding
         pytest.fail(f"read_spectrum took over {SECONDS} s on {path.name} ({path.stat().st_size} bytes)")
     # a mutation that still reads must still honour the contract
@@ -124,6 +149,47 @@ def test_mutated_files_raise_only_spectrum_read_error(seeds, tmp_path, index, op
     suffix = ".txt" if not blob.startswith((b"SIMPLE", b"\x1f\x8b")) and index % 2 else ".fits"
     path = tmp_path / f"m{suffix}"
     path.write_bytes(blob)
+    _check(path)
+
+
+@pytest.fixture(scope="module")
+def fits_seeds(seeds):
+    """The FITS seeds uncompressed, each with its structural cards: (blob, [(hdu, offset, key)])."""
+    from conftest import fits_cards
+
+    out = []
+    for blob in seeds:
+        if blob[:2] == b"\x1f\x8b":
+            blob = gzip.decompress(blob)
+        if blob.startswith(b"SIMPLE"):
+            out.append((blob, fits_cards(blob)))
+    return out
+
+
+# values for a structural card: the FITS limits and their neighbours, sizes past any file,
+# integers at large, hostile TFORMs, and values of the wrong type
+HEADER_VALUES = st.one_of(
+    st.sampled_from([-1, 0, 1, 2, 3, 5, 998, 999, 1000, 2**31 - 1, 2**31, 2**32, 2**63, 10**20, 10**29]).map(str),
+    st.integers(-10**6, 10**12).map(str),
+    st.sampled_from(["'100000000E'", "'E'", "'2600E'", "'0E'", "'1PE(1000000)'", "'1QD(99999999999)'", "'8X'",
+                     "'Z'", "''", "'20A'", "'-1E'", "'3909E(1)'", "'99999999999999999999J'", "'1PE'", "'2600e'"]),
+    st.sampled_from(["T", "F", "1.5", "1E9", "'5'", "", "/ a comment", "NAN", "0x10", "+7", "007"]),
+)
+
+
+@given(index=st.integers(0, 1000), edits=st.lists(st.tuples(st.integers(0, 10**6), HEADER_VALUES),
+                                                   min_size=1, max_size=3), gz=st.booleans())
+def test_header_value_mutations_fail_fast_and_small(fits_seeds, tmp_path, index, edits, gz):
+    """Structural header cards of real-like FITS files rewritten with hostile values: a spectrum
+    or a SpectrumReadError, within the time and memory bounds (astropy sizes its structures
+    from these values unless the reader checks them first)."""
+    blob, cards = fits_seeds[index % len(fits_seeds)]
+    data = bytearray(blob)
+    for which, value in edits:
+        _, pos, _ = cards[which % len(cards)]
+        data[pos + 10:pos + 80] = value.encode("ascii").ljust(70)[:70]
+    path = tmp_path / ("h.fits.gz" if gz else "h.fits")
+    path.write_bytes(gzip.compress(bytes(data)) if gz else bytes(data))
     _check(path)
 
 

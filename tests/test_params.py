@@ -78,3 +78,80 @@ def test_late_stage_sections_are_strict(tmp_path, repo_root, section, key, value
     load = {"ensemble": load_ensemble_params, "submit": load_submit_params, "report": load_report_params}[section]
     with pytest.raises(ParamsError, match=match):
         load(tmp_path / "params.yaml")
+
+
+# ------------------------------------------------- outputs stay in the project (issue 19, item 8)
+
+OUTPUT_KEYS = [("mock", "out_dir"), ("mock", "truth_csv"), ("prepare", "out_dir"), ("folds", "out"),
+               ("submit", "out_dir"), ("report", "out"), ("augment", "models_dir")]
+ESCAPES = ["../somewhere", "../../x", "data/../../x", "./../x", "/tmp/elsewhere", ".", "", "data/..",
+           ".git/hooks", ".dvc/tmp"]
+
+
+def _load(section, path):
+    from spectraforge.augment import load_augment_params
+    from spectraforge.report import load_report_params
+    from spectraforge.submission import load_submit_params
+
+    loaders = {"submit": load_submit_params, "report": load_report_params, "augment": load_augment_params}
+    return loaders[section](path) if section in loaders else load_section(section, path)
+
+
+def _project(tmp_path, repo_root, section, key, value):
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params[section][key] = value
+    path = tmp_path / "project" / "params.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("section,key", OUTPUT_KEYS, ids=[f"{s}.{k}" for s, k in OUTPUT_KEYS])
+@pytest.mark.parametrize("value", ESCAPES)
+def test_an_output_outside_the_project_is_refused_by_name(tmp_path, repo_root, section, key, value):
+    if section == "report" and value and not value.endswith(".html"):
+        value = value.rstrip("/") + "/r.html" if value not in (".", "data/..") else value
+    path = _project(tmp_path, repo_root, section, key, value)
+    with pytest.raises(ParamsError, match=rf"params: {section}\.{key}: "):
+        _load(section, path)
+
+
+@pytest.mark.parametrize("section,key", OUTPUT_KEYS, ids=[f"{s}.{k}" for s, k in OUTPUT_KEYS])
+def test_outputs_inside_the_project_are_fine(tmp_path, repo_root, section, key):
+    inside = {"report": "out/x/r.html"}.get(section, "out/x")
+    for value in (inside, f"./{inside}", f"data/../{inside}", str(tmp_path / "project" / inside)):
+        _load(section, _project(tmp_path, repo_root, section, key, value))
+
+
+def test_a_symlink_does_not_carry_an_output_out(tmp_path, repo_root):
+    outside = tmp_path / "outside" / "deep"
+    outside.mkdir(parents=True)
+    path = _project(tmp_path, repo_root, "submit", "out_dir", "link/../subs")
+    (path.parent / "link").symlink_to(outside)
+    with pytest.raises(ParamsError, match=r"submit\.out_dir: 'link/\.\./subs' is not inside the project"):
+        _load("submit", path)
+
+
+def test_submit_out_dir_outside_writes_nothing(tmp_path, repo_root, monkeypatch):
+    """The reported case: four files landed outside the repository before DVC objected."""
+    path = _project(tmp_path, repo_root, "submit", "out_dir", "../somewhere")
+    monkeypatch.chdir(path.parent)
+    with pytest.raises(ParamsError):
+        _load("submit", path.name)
+    assert not (tmp_path / "somewhere").exists()
+
+
+def test_prepare_out_dir_may_not_hold_its_inputs(tmp_path, repo_root):
+    for value in ("data/raw", "data", "data/raw/mock"):
+        with pytest.raises(ParamsError, match=r"prepare\.out_dir: .* would delete its inputs"):
+            _load("prepare", _project(tmp_path, repo_root, "prepare", "out_dir", value))
+
+
+def test_output_path_resolves_inside_the_root(tmp_path):
+    from spectraforge.params import output_path
+
+    assert output_path("data/x", "k", tmp_path) == tmp_path.resolve() / "data" / "x"
+    assert output_path("a/b/../c", "k", tmp_path) == tmp_path.resolve() / "a" / "c"
+    for bad in (None, 3, "   "):
+        with pytest.raises(ParamsError, match="must name an output path"):
+            output_path(bad, "k", tmp_path)

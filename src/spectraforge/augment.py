@@ -54,6 +54,7 @@ class AugmentParams:
     synthetic_dir: str = "data/synthetic"
     models_dir: str = "models"
     variants: dict = field(default_factory=dict)
+    OUTPUTS = ("models_dir",)  # params.check_outputs: the variants' models go under it
 
     def validate(self, key: str = "augment") -> None:
         require(isinstance(self.variants, dict), f"{key}.variants", "must map names to variants")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,42 @@ def require(cond: bool, key: str, msg: str) -> None:
         raise ParamsError(f"params: {key}: {msg}")
 
 
+_NOT_OUTPUTS = (".git", ".dvc")  # the project's own bookkeeping: never a stage output
+
+
+def output_path(value, key: str, root) -> Path:
+    """The output path ``value`` (params key ``key``) resolved in the project folder ``root``,
+    or a ParamsError unless it lies strictly inside ``root``.
+
+    ``root`` is the folder holding params.yaml, where stages run and relative paths resolve.
+    Refused: a path that climbs out with ``..`` (also through a symlink), an absolute path
+    elsewhere, the project folder itself (a stage replaces its output folder as a whole), and
+    anything under .git or .dvc. Checked before a stage writes anything, so no file lands
+    outside the project even when DVC would have refused the output later.
+    """
+    require(isinstance(value, str) and value.strip() != "", key, f"must name an output path, got {value!r}")
+    root = Path(root).resolve()
+    target = Path(os.path.normpath(root / value))  # lexical: 'a/../../x' climbs out here
+    inside = target.is_relative_to(root) and target != root
+    if inside and ".." in Path(value).parts:  # 'link/..' leaves through a symlink the lexical view misses
+        real = (root / value).resolve()
+        inside = real.is_relative_to(root) and real != root
+    elif not inside and Path(value).is_absolute():  # /abs/path spelt through a symlink to the project
+        real = Path(value).resolve()
+        inside, target = real.is_relative_to(root) and real != root, real
+    require(inside, key, f"'{value}' is not inside the project folder {root}: every output must stay in it")
+    require(target.relative_to(root).parts[0] not in _NOT_OUTPUTS, key,
+            f"'{value}' is inside {target.relative_to(root).parts[0]}, which no stage may write")
+    return target
+
+
+def check_outputs(obj, key: str, root) -> None:
+    """Every output path a params section names (its dataclass's OUTPUTS) must lie inside
+    the project folder ``root`` (output_path)."""
+    for name in getattr(type(obj), "OUTPUTS", ()):
+        output_path(getattr(obj, name), f"{key}.{name}", root)
+
+
 @dataclass
 class MockParams:
     """The embedded mock survey (stage ``mock``)."""
@@ -41,6 +78,7 @@ class MockParams:
     snr_range: list = field(default_factory=lambda: [1.0, 80.0])
     out_dir: str = "data/raw/mock"
     truth_csv: str = "data/truth/mock_test_labels.csv"
+    OUTPUTS = ("out_dir", "truth_csv")  # checked by check_outputs: inside the project folder
 
     def validate(self, key: str = "mock") -> None:
         require(self.n_train >= 8, f"{key}.n_train", f"needs at least 8 spectra, got {self.n_train}")
@@ -110,10 +148,14 @@ class PrepareParams:
     n_jobs: int = 2
     chunk_size: int = 256
     out_dir: str = "data/prepared"
+    OUTPUTS = ("out_dir",)
 
     def validate(self, key: str = "prepare") -> None:
         require(len(self.inputs) > 0, f"{key}.inputs", "lists no input")
         raw = Path(self.raw_dir).resolve()
+        # the stage replaces out_dir as a whole: it must not hold the inputs
+        require(not raw.is_relative_to(Path(self.out_dir).resolve()), f"{key}.out_dir",
+                f"'{self.out_dir}' holds prepare.raw_dir '{self.raw_dir}': the stage would delete its inputs")
         for i, spec in enumerate(self.inputs):
             spec.validate(f"{key}.inputs[{i}]")
             for name in ("path", "index"):
@@ -142,6 +184,7 @@ class FoldsParams:
     seed: int = 2018
     prepared_dir: str = "data/prepared"
     out: str = "data/folds.csv"
+    OUTPUTS = ("out",)
 
     def validate(self, key: str = "folds") -> None:
         require(self.k >= 2, f"{key}.k", f"needs at least 2 folds, got {self.k}")
@@ -222,6 +265,7 @@ def load_with_variants(section: str, params_cls, spec_cls, path: str | Path = "p
     params = build_dataclass(params_cls, data, section)
     params.variants = {n: build_dataclass(spec_cls, v, f"{section}.variants.{n}") for n, v in variants.items()}
     params.validate(section)
+    check_outputs(params, section, Path(path).parent)
     for n, spec in params.variants.items():
         if hasattr(spec, "validate"):
             spec.validate(f"{section}.variants.{n}")
@@ -236,4 +280,5 @@ def load_section(name: str, path: str | Path = "params.yaml", cls=None):
     data = load_params(path).get(name, {}) or {}
     obj = build_dataclass(cls or SECTIONS[name], data, name)
     obj.validate(name)
+    check_outputs(obj, name, Path(path).parent)
     return obj

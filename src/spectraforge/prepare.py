@@ -32,6 +32,7 @@ from spectraforge.io import (
     read_tianchi_entries,
     scan_tianchi,
 )
+from spectraforge.io.spectrum import clip_reason
 from spectraforge.params import InputSpec, PrepareParams
 from spectraforge.preprocess import PreprocessError, estimate_snr, make_grid, preprocess
 
@@ -110,7 +111,9 @@ def list_inputs(params: PrepareParams, chunk_size: int) -> tuple[list[Chunk], li
                 entries = [IndexEntry(e.id, None, e.member) for e in entries]
             items = entries
             for where, reason in bad:
-                problems.append({"split": spec.split, "file": where, "id": "", "reason": reason})
+                # scan_tianchi names an index row's problem "id <id>": its id column is that id
+                ident = where.removeprefix("id ") if where.startswith("id ") else ""
+                problems.append({"split": spec.split, "file": where, "id": ident, "reason": reason})
             listed[spec.split] += len(bad)
         else:
             others: list[str] = []
@@ -131,6 +134,7 @@ def _process_chunk(chunk: Chunk, grid_wave: np.ndarray, method: str, max_bad: fl
     if spec.kind == "tianchi":
         results = read_tianchi_entries(spec.path, chunk.items, chunk.locations)
         where = [f"{spec.path}::{e.member}" for e in chunk.items]
+        known_ids = [e.id for e in chunk.items]  # the index names each file: a failed read keeps its id
     else:
         results = []
         for path in chunk.items:
@@ -139,10 +143,11 @@ def _process_chunk(chunk: Chunk, grid_wave: np.ndarray, method: str, max_bad: fl
             except SpectrumReadError as exc:
                 results.append(exc)
         where = list(chunk.items)
+        known_ids = [""] * len(where)  # a FITS file's id is in the header that could not be read
     rows, metas, problems = [], [], []
-    for src, res in zip(where, results):
+    for src, known_id, res in zip(where, known_ids, results):
         if isinstance(res, SpectrumReadError):
-            problems.append({"split": spec.split, "file": src, "id": "", "reason": res.reason})
+            problems.append({"split": spec.split, "file": src, "id": known_id, "reason": res.reason})
             continue
         meta = res.meta
         ident = str(meta.get("id", ""))
@@ -296,6 +301,7 @@ def _prepare_into(params: PrepareParams, out: Path, progress: bool, compute=None
                 writers[chunk.spec.split].append(rows[keep] if len(keep) < len(rows) else rows)
             bar.update(len(chunk.items))
     quarantine = pd.DataFrame(problems, columns=QUARANTINE_COLUMNS)
+    quarantine["reason"] = quarantine["reason"].map(clip_reason)  # one short line each, whatever the source
     counts = {}
     for split in ("train", "test"):
         n_ok = meta.counts[split]

@@ -434,6 +434,7 @@ class ReportParams:
     baseline: str | None = "lgbm"
     truth: str | None = "data/truth/mock_test_labels.csv"
     n_boot: int = 1000
+    OUTPUTS = ("out",)  # params.check_outputs: inside the project folder
 
     def validate(self, key: str = "report") -> None:
         from spectraforge.params import require

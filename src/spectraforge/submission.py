@@ -50,6 +50,9 @@ def check_submission(table: pd.DataFrame, test_ids) -> list[str]:
         return ["no rows: a submission needs one row per test id"]
     ids = table["id"].astype(str)
     expected = set(map(str, test_ids))
+    spaced = ids[ids != ids.str.strip()]
+    if len(spaced):
+        problems.append(f"{len(spaced)} id(s) with leading or trailing spaces: {_preview(map(repr, spaced))}")
     dup = ids[ids.duplicated()].unique()
     if len(dup):
         problems.append(f"{len(dup)} duplicate id(s): {_preview(dup)}")
@@ -68,25 +71,33 @@ def check_submission(table: pd.DataFrame, test_ids) -> list[str]:
 
 
 def read_test_ids(index_csv: str | Path) -> list[str]:
-    path = Path(index_csv)
+    """The test ids, read as ``prepare`` reads the test index (io.tianchi.read_index: strict CSV,
+    header names case-insensitive, ids stripped, ``NA`` an id like any other), each once, in order."""
+    from spectraforge.io.tianchi import CSVReadError, index_ids
+
     try:
-        index = pd.read_csv(path, dtype=str)
-    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise SubmissionError(f"{path}: cannot read the test index ({exc})") from exc
-    if "id" not in index.columns:
-        raise SubmissionError(f"{path}: the test index has no 'id' column (columns: {', '.join(index.columns)})")
-    return index["id"].tolist()
+        return index_ids(index_csv)
+    except CSVReadError as exc:
+        raise SubmissionError(f"{exc.path}: cannot read the test index ({exc.reason})") from None
+
+
+def read_submission(path: str | Path) -> pd.DataFrame:
+    """A submission file as written, every value a string: strict CSV (io.tianchi.read_csv_rows),
+    no stripping, no missing-value guessing; raises :class:`SubmissionError` naming the file."""
+    from spectraforge.io.tianchi import CSVReadError, read_csv_rows
+
+    try:
+        header, columns = read_csv_rows(path, "submission")
+    except CSVReadError as exc:
+        hint = f" (expected the header '{','.join(HEADER)}' and one row per test id)" if "empty" in exc.reason else ""
+        raise SubmissionError(f"{exc.path}: {exc.reason}{hint}") from None
+    return pd.DataFrame({name: columns[name] for name in header}, columns=header, dtype=object)
 
 
 def validate_file(path: str | Path, test_ids) -> int:
     """Raise :class:`SubmissionError` naming the file and every problem; else the row count."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise SubmissionError(f"{path}: empty file (expected the header '{','.join(HEADER)}' and one row per test id)") from None
-    except (OSError, pd.errors.ParserError) as exc:
-        raise SubmissionError(f"{path}: cannot read as CSV ({exc})") from exc
+    table = read_submission(path)
     problems = check_submission(table, test_ids)
     if problems:
         raise SubmissionError(f"{path}: " + "; ".join(problems))
@@ -116,6 +127,7 @@ class SubmitParams:
     prefix: str = "spectraforge"
     fill_missing: str = "star"  # label for test ids without a prediction (quarantined spectra); counted
     truth: str | None = "data/truth/mock_test_labels.csv"  # held-apart test labels (mock only); null: none
+    OUTPUTS = ("out_dir",)  # params.check_outputs: inside the project folder
 
     def validate(self, key: str = "submit") -> None:
         from spectraforge.params import require
@@ -139,10 +151,16 @@ def submission_name(prefix: str, params_blob: dict, when: datetime) -> str:
 
 def score_against_truth(ids, labels, truth_csv) -> dict:
     """Macro-F1 (with a bootstrap interval) and per-class F1 of submitted labels on known test labels."""
+    from spectraforge.io.tianchi import CSVReadError, read_index
     from spectraforge.metrics import scores
 
-    truth = pd.read_csv(truth_csv, dtype=str)
-    by_id = dict(zip(truth["id"], truth["type"]))
+    try:  # read as the test index is read, so the ids match it (an id NA stays NA)
+        truth = read_index(truth_csv)
+    except CSVReadError as exc:
+        raise SubmissionError(f"{exc.path}: cannot read the test labels ({exc.reason})") from None
+    if "type" not in truth.columns:
+        raise SubmissionError(f"{truth_csv}: the test labels have no 'type' column")
+    by_id = dict(zip(truth["id"], truth["type"].str.lower()))
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise SubmissionError(f"{truth_csv}: {len(missing)} submitted id(s) have no truth label: {_preview(missing)}")

@@ -1,8 +1,8 @@
 """Pieces every reader shares: raw bytes (gzip by magic), FITS opening, labels, final validation."""
 from __future__ import annotations
 
-import gzip
 import io
+import os
 import re
 import warnings
 import zlib
@@ -15,6 +15,7 @@ from .spectrum import LABELS, Spectrum, SpectrumReadError
 
 GZIP_MAGIC = b"\x1f\x8b"
 FITS_MAGIC = b"SIMPLE  ="
+MAX_FILE_BYTES = 256 << 20  # a spectrum file (or its gunzipped content) is never this large
 WAVE_RANGE = (3000.0, 11000.0)  # Å; anything outside is not an optical survey spectrum in vacuum Å
 NO_VALID_PIXELS = "no valid pixels (all ivar <= 0 or masked)"
 # astropy only warns (does not raise) when a file ends early or inside a header
@@ -46,25 +47,59 @@ def file_stem(path) -> str:
     return re.sub(r"(\.(fits?|fts|txt))?(\.gz)?$", "", name, flags=re.IGNORECASE) or name
 
 
-def read_blob(path) -> bytes:
-    """The file's bytes, gunzipped when they start with the gzip magic (the name is not trusted)."""
+def read_blob(path, limit: int | None = None) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic (the name is not trusted).
+
+    Neither the file nor its decompressed content may exceed ``limit`` bytes (MAX_FILE_BYTES):
+    a gzip bomb stops at the limit instead of filling memory.
+    """
+    limit = MAX_FILE_BYTES if limit is None else limit
     try:
         with open(path, "rb") as fh:
-            blob = fh.read()
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise SpectrumReadError(path, f"file is {size} bytes, more than any spectrum file "
+                                              f"(limit {limit} bytes)")
+            blob = fh.read(size + 1) if size else fh.read()  # never a limit-sized buffer
     except OSError as exc:
         raise SpectrumReadError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    if len(blob) > limit:  # grew while being read
+        raise SpectrumReadError(path, f"file is more than {limit} bytes (limit for a spectrum file)")
     if not blob:
         raise SpectrumReadError(path, "empty file")
     if blob[:2] == GZIP_MAGIC:
-        try:
-            blob = gzip.decompress(blob)
-        except EOFError as exc:
-            raise SpectrumReadError(path, f"truncated gzip stream ({exc})") from exc
-        except (OSError, zlib.error) as exc:
-            raise SpectrumReadError(path, f"corrupt gzip stream ({exc})") from exc
+        blob = gunzip(path, blob, limit)
         if not blob:
             raise SpectrumReadError(path, "empty file (gzip stream holds no data)")
     return blob
+
+
+def gunzip(path, blob: bytes, limit: int) -> bytes:
+    """Every member of a gzip stream, decompressed, refusing more than ``limit`` bytes of output.
+
+    Same rules as ``gzip.decompress`` (members back to back, zero padding between or after
+    them, CRC-32 and length checked), but the output is bounded while it is produced.
+    """
+    parts, total, data = [], 0, blob
+    while data:
+        if data[:2] != GZIP_MAGIC:
+            raise SpectrumReadError(path, "corrupt gzip stream (bytes after the end of the stream are not "
+                                          "another gzip member)")
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper: header, CRC-32 and size checked
+        try:
+            part = inflater.decompress(data, limit - total + 1)
+        except zlib.error as exc:
+            raise SpectrumReadError(path, f"corrupt gzip stream ({exc})") from exc
+        total += len(part)
+        if total > limit:
+            raise SpectrumReadError(path, f"gzip stream decompresses to more than {limit} bytes "
+                                          "(limit for a spectrum file)")
+        if not inflater.eof:
+            raise SpectrumReadError(path, "truncated gzip stream (Compressed file ended before the "
+                                          "end-of-stream marker was reached)")
+        parts.append(part)
+        data = inflater.unused_data.lstrip(b"\x00")
+    return b"".join(parts)
 
 
 def is_fits(blob: bytes) -> bool:
@@ -75,11 +110,20 @@ def is_fits(blob: bytes) -> bool:
 def open_fits(path, blob: bytes):
     """astropy HDUList over in-memory bytes; every astropy/numpy failure becomes SpectrumReadError.
 
+    The headers' structural keywords are checked first (fastfits.check_structure), so astropy
+    never sizes anything from a value the file cannot back.
+
     Warnings are recorded, not shown: astropy only warns when a file ends early (turned into an
     error here), and overflow on corrupt numbers is caught later by validation in finalise.
     """
     from astropy.io import fits  # the general parser: fallback and SDSS only
 
+    from .fastfits import HeaderError, check_structure
+
+    try:  # astropy believes header values: a claim of 2**31 axes or 10**8 columns costs minutes and GBs
+        check_structure(blob)
+    except HeaderError as exc:
+        raise SpectrumReadError(path, str(exc)) from None
     try:
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")

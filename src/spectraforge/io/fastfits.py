@@ -9,8 +9,16 @@ scaled integers (BSCALE/BZERO), variable-length (heap) columns, random groups, a
 unexpected card, or a short file. The readers see the same interface either way
 (``hdul[0].header.get``, ``hdul[0].data``, ``"COADD" in hdul``, ``hdul["COADD"].data[0][name]``),
 and the test suite checks both paths give identical spectra on the real files.
+
+:func:`check_structure` validates the structural keywords of every HDU (NAXIS, NAXISn, BITPIX,
+PCOUNT, GCOUNT, TFIELDS, TFORMn, THEAP) against the FITS standard and the bytes actually
+present, before astropy is given a file: a 100 KB file whose header claims NAXIS = 2³¹ or
+TFIELDS = 10⁸ is rejected at once instead of costing minutes and gigabytes.
 """
 from __future__ import annotations
+
+import math
+import re
 
 import numpy as np
 
@@ -133,7 +141,8 @@ def _image(header: Header, blob: bytes, offset: int):
 
 
 def _table(header: Header, blob: bytes, offset: int):
-    if header.get("XTENSION") != "BINTABLE" or header.get("PCOUNT", 0) or header.get("THEAP"):
+    if (header.get("XTENSION") != "BINTABLE" or header.get("PCOUNT", 0) or header.get("THEAP")
+            or header.get("GCOUNT", 1) != 1):
         raise Fallback("not a heap-free binary table")
     row_bytes, nrows = int(header["NAXIS1"]), int(header["NAXIS2"])
     fields = []
@@ -202,3 +211,172 @@ def parse(blob: bytes, max_hdus: int = 3) -> HDUList:
         else:
             raise Fallback(f"extension {kind!r}")
     return hdul
+
+
+# --------------------------------------------------------------------------- structure check
+
+MAX_AXES = 999  # FITS standard 4.4.1.1 and 7.3.1: NAXIS and TFIELDS are at most 999
+MAX_HDUS = 1000  # far more than any survey file has; each HDU costs astropy objects
+_BITPIX_BYTES = {8: 1, 16: 2, 32: 4, 64: 8, -32: 4, -64: 8}
+_STRUCTURAL = re.compile(r"(SIMPLE|XTENSION|BITPIX|NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|TFORM\d{1,3}|THEAP|GROUPS)")
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
+# binary-table TFORM: rT with T a type code; P/Q (heap descriptors) may name the element type and a max length
+_BIN_TFORM = re.compile(r"(\d{0,12})([LXBIJKAEDCMPQ])(.*)")
+_HEAP_REST = re.compile(r"[LXBIJKAEDCM]?(\(\d{1,12}\))?")
+_BIN_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
+_ASCII_TFORM = re.compile(r"[AIFED]\d{1,6}(\.\d{1,6})?")
+
+
+class HeaderError(ValueError):
+    """The headers break the FITS standard or claim more data than the file holds."""
+
+
+def _structural_cards(blob: bytes, start: int, hdu: int) -> tuple[dict[str, list[str]], int]:
+    """The raw values of the structural keywords of the header at ``start`` (every occurrence),
+    and the offset of its data."""
+    cards: dict[str, list[str]] = {}
+    pos = start
+    while True:
+        if pos + BLOCK > len(blob):
+            raise HeaderError(f"truncated FITS file: the header of HDU {hdu} has no END card before "
+                              "the end of the file")
+        block = blob[pos : pos + BLOCK].decode("ascii", errors="replace")
+        pos += BLOCK
+        for i in range(0, BLOCK, CARD):
+            key = block[i : i + 8].rstrip()
+            if key == "END":
+                return cards, pos
+            if block[i + 8 : i + 10] == "= " and _STRUCTURAL.fullmatch(key):
+                cards.setdefault(key, []).append(block[i + 10 : i + CARD])
+
+
+def _raw(text: str) -> str:
+    return text.split("/", 1)[0].strip()
+
+
+def _int(cards, key: str, hdu: int, default=None) -> int | None:
+    """An integer keyword; every occurrence must parse and agree. ``default``: when absent (None:
+    required)."""
+    values = cards.get(key)
+    if not values:
+        if default is None:
+            raise HeaderError(f"invalid FITS header: HDU {hdu} lacks the required keyword {key}")
+        return default
+    out = None
+    for text in values:
+        raw = _raw(text)
+        if not _INTEGER.fullmatch(raw):
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: {key} = {raw[:30]!r} is not an integer")
+        value = int(raw)  # a Python int: no overflow, whatever the digits
+        if out is not None and value != out:
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: {key} is given twice ({out} and {value})")
+        out = value
+    return out
+
+
+def _str(cards, key: str, hdu: int) -> str | None:
+    values = cards.get(key)
+    if not values:
+        return None
+    try:
+        value = _value(values[0])
+    except Fallback:
+        value = None
+    if not isinstance(value, str):
+        raise HeaderError(f"invalid FITS header: HDU {hdu}: {key} = {_raw(values[0])[:30]!r} is not a string")
+    return value.strip()
+
+
+def _table_row_bytes(cards, hdu: int, xtension: str, tfields: int) -> int | None:
+    """Bytes a row of the table's TFORMs need (binary tables), checking every TFORMn parses."""
+    width = 0
+    for i in range(1, tfields + 1):
+        form = _str(cards, f"TFORM{i}", hdu)
+        if form is None:
+            raise HeaderError(f"invalid FITS header: HDU {hdu} lacks TFORM{i} (TFIELDS = {tfields})")
+        if xtension == "TABLE":
+            if not _ASCII_TFORM.fullmatch(form.upper()):
+                raise HeaderError(f"invalid FITS header: HDU {hdu}: TFORM{i} = {form[:30]!r} is not an ASCII-table format")
+            continue
+        match = _BIN_TFORM.fullmatch(form.upper())
+        rest = match[3].strip() if match else ""
+        if (match is None or (match[2] in "PQ" and not _HEAP_REST.fullmatch(rest))
+                or (match[2] == "A" and rest and not rest.isdigit()) or (match[2] not in "PQA" and rest)):
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: TFORM{i} = {form[:30]!r} is not a binary-table format")
+        repeat = int(match[1]) if match[1] else 1
+        width += -(-repeat // 8) if match[2] == "X" else repeat * _BIN_BYTES[match[2]]
+    return None if xtension == "TABLE" else width
+
+
+def check_structure(blob: bytes) -> None:
+    """Raise :class:`HeaderError` unless every HDU's structural keywords are within the FITS
+    standard and its data fits in the bytes that follow its header.
+
+    Checked per HDU: BITPIX one of 8, 16, 32, 64, -32, -64; NAXIS in 0..999 and every NAXISn a
+    non-negative integer no larger than the bytes left; PCOUNT, GCOUNT non-negative and bounded
+    the same way; the data size |BITPIX|/8 · GCOUNT · (PCOUNT + NAXIS1 ⋯ NAXISn) no more than the
+    bytes left; tables: TFIELDS in 0..999, each TFORMn present and parsable, a binary table's
+    TFORMs no wider than NAXIS1, THEAP inside the data. Integers are Python ints, so no value
+    overflows. Walks at most MAX_HDUS HDUs; stops at trailing bytes that are not an extension.
+    """
+    offset, hdu = 0, 0
+    while offset < len(blob):
+        if hdu >= MAX_HDUS:
+            raise HeaderError(f"invalid FITS file: more than {MAX_HDUS} HDUs")
+        if hdu and not blob[offset : offset + 8] == b"XTENSION":
+            return  # padding or trailing bytes: not an HDU (the parser decides what to make of them)
+        cards, data_start = _structural_cards(blob, offset, hdu)
+        left = len(blob) - data_start
+        bitpix = _int(cards, "BITPIX", hdu)
+        if bitpix not in _BITPIX_BYTES:
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: BITPIX = {bitpix} is not one of 8, 16, 32, 64, -32, -64")
+        naxis = _int(cards, "NAXIS", hdu)
+        if not 0 <= naxis <= MAX_AXES:
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: NAXIS = {naxis} is outside 0..{MAX_AXES} "
+                              "(the FITS standard's limit)")
+        axes = [_int(cards, f"NAXIS{i}", hdu) for i in range(1, naxis + 1)]
+        xtension = _str(cards, "XTENSION", hdu) if hdu else None
+        groups = hdu == 0 and naxis >= 1 and axes[0] == 0 and _str_or_bool(cards, "GROUPS")
+        pcount = _int(cards, "PCOUNT", hdu, default=0) if hdu or groups else 0
+        gcount = _int(cards, "GCOUNT", hdu, default=1) if hdu or groups else 1
+        counts = [(f"NAXIS{i}", n) for i, n in enumerate(axes, start=1)] + [("PCOUNT", pcount), ("GCOUNT", gcount)]
+        for key, value in counts:
+            if value < 0:
+                raise HeaderError(f"invalid FITS header: HDU {hdu}: {key} = {value} is negative")
+        pixels = math.prod(axes[1:] if groups else axes) if naxis else 0
+        size = _BITPIX_BYTES[bitpix] * gcount * (pcount + pixels)  # Python ints: exact, however large
+        if size > left:
+            shape = "×".join(map(str, axes)) or "-"
+            raise HeaderError(f"truncated or corrupt FITS file: HDU {hdu} declares {str(size)[:40]} bytes of data "
+                              f"(NAXISn {shape[:80]}, PCOUNT {pcount}, GCOUNT {gcount}), but only {left} bytes "
+                              "follow its header")
+        for key, value in counts:  # with a zero axis the size is 0 whatever the others claim
+            if value > max(left, 1):
+                raise HeaderError(f"invalid FITS header: HDU {hdu}: {key} = {value} is larger than the "
+                                  f"{left} bytes after the header")
+        if xtension in ("BINTABLE", "A3DTABLE", "TABLE"):
+            _check_table(cards, hdu, xtension, naxis, axes, size)
+        offset = data_start + _padded(size)
+        hdu += 1
+
+
+def _str_or_bool(cards, key: str) -> bool:
+    values = cards.get(key)
+    return bool(values) and _raw(values[0]) == "T"
+
+
+def _check_table(cards, hdu: int, xtension: str, naxis: int, axes: list[int], size: int) -> None:
+    if naxis != 2:
+        raise HeaderError(f"invalid FITS header: HDU {hdu}: a {xtension} has NAXIS = 2, got {naxis}")
+    tfields = _int(cards, "TFIELDS", hdu)
+    if not 0 <= tfields <= MAX_AXES:
+        raise HeaderError(f"invalid FITS header: HDU {hdu}: TFIELDS = {tfields} is outside 0..{MAX_AXES} "
+                          "(the FITS standard's limit)")
+    width = _table_row_bytes(cards, hdu, xtension, tfields)
+    if width is not None and width > axes[0]:
+        raise HeaderError(f"invalid FITS header: HDU {hdu}: the TFORMs need {width} bytes a row, NAXIS1 is {axes[0]}")
+    if "THEAP" in cards:
+        theap = _int(cards, "THEAP", hdu)
+        if not axes[0] * axes[1] <= theap <= size:
+            raise HeaderError(f"invalid FITS header: HDU {hdu}: THEAP = {theap} is outside the table's data "
+                              f"({axes[0] * axes[1]}..{size} bytes)")

@@ -8,6 +8,8 @@ read in place, never unpacked. The files carry no variance: ivar is 1 on finite 
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import zipfile
 import zlib
@@ -24,6 +26,7 @@ from .zipindex import MemberError, read_member, zip_index
 TIANCHI_NPIX = 2600
 TIANCHI_WAVE = np.logspace(np.log10(3690), np.log10(9100), TIANCHI_NPIX)
 TIANCHI_WAVE.setflags(write=False)  # shared by every Tianchi Spectrum, never copied
+TIANCHI_MAX_BYTES = 4 << 20  # a txt of 2600 numbers is ~30 KB; a member this large is not a spectrum
 DEFAULT_FMT = "%.5g"  # ~1e-5 relative: far below the noise of any survey spectrum
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError, NotImplementedError)
 
@@ -40,24 +43,45 @@ class IndexEntry:
 # ------------------------------------------------------------------------------------ one spectrum
 
 def parse_tianchi_txt(where, blob: bytes | str, ident: str, label: str | None = None) -> Spectrum:
-    """A Spectrum from the bytes of one Tianchi txt; `where` names the source in errors and meta."""
+    """A Spectrum from the bytes of one Tianchi txt; `where` names the source in errors and meta.
+
+    Values are split on commas only (spaces and newlines around a value are allowed, one
+    trailing comma too): an empty field is an error, never skipped, so a missing value cannot
+    shift every later pixel by one.
+    """
     try:
         text = blob.decode("ascii") if isinstance(blob, bytes) else blob
     except UnicodeDecodeError:
         raise SpectrumReadError(where, "not ASCII text (expected 2600 comma-separated numbers)") from None
-    if not text.strip():
+    text = text.strip()
+    if not text:
         raise SpectrumReadError(where, "empty file")
+    fields = text.removesuffix(",").split(",")
     try:
-        flux = np.array(text.replace(",", " ").split(), dtype=np.float64)
-    except ValueError as exc:
-        raise SpectrumReadError(where, f"non-numeric value ({exc}); expected {TIANCHI_NPIX} "
-                                       "comma-separated numbers") from None
+        flux = np.array(fields, dtype=np.float64)
+    except ValueError:
+        raise SpectrumReadError(where, _bad_field(fields)) from None
     if flux.size != TIANCHI_NPIX:
         raise SpectrumReadError(where, f"expected {TIANCHI_NPIX} values, found {flux.size}")
     ivar = np.isfinite(flux).astype(np.float32)
     meta = {"id": ident, "label": label, "z": None, "snr": None, "format": "tianchi-txt",
             "object_id": ident, "file": str(where)}
     return finalise(where, TIANCHI_WAVE, flux, ivar, None, meta)
+
+
+def _bad_field(fields: list[str]) -> str:
+    """The reason for the first field that is not a number (only called when one is not)."""
+    for i, field in enumerate(fields, start=1):
+        try:
+            float(field)
+        except ValueError:
+            where = f"field {i} of {len(fields)}"
+            value = field.strip()
+            if not value:
+                return f"empty value in {where} (expected {TIANCHI_NPIX} comma-separated numbers)"
+            return (f"non-numeric value {value[:40]!r}{'…' if len(value) > 40 else ''} in {where}; "
+                    f"expected {TIANCHI_NPIX} comma-separated numbers")
+    return f"non-numeric value; expected {TIANCHI_NPIX} comma-separated numbers"  # pragma: no cover
 
 
 def read_tianchi_txt(path, label: str | None = None) -> Spectrum:
@@ -126,18 +150,83 @@ def scan_unindexed(source) -> tuple[list[IndexEntry], np.ndarray | None, list[tu
     return entries, (locations[keep] if locations is not None else None), problems
 
 
-def read_index(index_csv) -> pd.DataFrame:
-    """The index as strings with lower-case column names; needs an `id` column (`type` optional)."""
-    import pandas as pd  # only the listing step needs it, not the reader workers
+class CSVReadError(SpectrumReadError):
+    """An index (or submission) CSV that cannot be read strictly; names the file and the reason."""
+
+
+def read_csv_rows(path, what: str = "CSV") -> tuple[list[str], dict[str, list[str]]]:
+    """The header and the columns (header name -> values) of a CSV file, read strictly.
+
+    UTF-8 text (a byte-order mark is allowed), CSV quoting rules, every row with exactly as many
+    fields as the header (a row with one more field is not silently taken as an index column, nor
+    one with fewer padded), empty lines skipped. Values are returned exactly as written. Raises
+    CSVReadError naming the file and, for a malformed row, its line.
+    """
     try:
-        df = pd.read_csv(index_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise SpectrumReadError(index_csv, f"cannot read index CSV ({exc})") from exc
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    if "id" not in df.columns:
-        raise SpectrumReadError(index_csv, f"index CSV has no 'id' column (columns: {list(df.columns)})")
-    df["id"] = df["id"].str.strip()
-    return df
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CSVReadError(path, f"cannot read {what} ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CSVReadError(path, f"{what} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at offset "
+                                 f"{exc.start}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise CSVReadError(path, f"{what} is not UTF-8 text (NUL bytes: UTF-16 or binary data); save it as UTF-8")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    columns: list[list[str]] = []
+    try:
+        for row in reader:
+            if not row:
+                continue  # an empty line
+            if header is None:
+                header = row
+                columns = [[] for _ in header]
+                continue
+            if len(row) != len(header):
+                raise CSVReadError(path, f"{what}: line {reader.line_num} has {len(row)} field(s), the header "
+                                         f"{','.join(header)!r} has {len(header)}")
+            for values, value in zip(columns, row):
+                values.append(value)
+    except csv.Error as exc:
+        raise CSVReadError(path, f"{what}: malformed CSV at line {reader.line_num} ({exc})") from None
+    if header is None:
+        raise CSVReadError(path, f"empty file (no header line in the {what})")
+    names = [name.strip() for name in header]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CSVReadError(path, f"{what}: the header names column(s) {', '.join(map(repr, dup))} twice")
+    return header, dict(zip(header, columns))
+
+
+def read_index(index_csv) -> pd.DataFrame:
+    """A Tianchi index (train ``id,type`` or test ``id``) as the one reading every stage uses.
+
+    Read strictly (read_csv_rows: UTF-8, one field per header column on every line); column
+    names are stripped and lower-cased, ids and labels stripped of surrounding spaces; every
+    value is kept as written otherwise (an id ``NA`` is an id, not a missing value). Needs an
+    ``id`` column (``type`` optional). ``prepare``, ``submit`` and ``validate-submission`` all
+    read the test index here, so they agree on its ids.
+    """
+    import pandas as pd  # only the listing step needs it, not the reader workers
+
+    header, raw = read_csv_rows(index_csv, "index CSV")
+    names = [name.strip().lower() for name in header]
+    if len(set(names)) != len(names):
+        raise CSVReadError(index_csv, f"index CSV names a column twice (columns: {header})")
+    columns = {name: raw[original] for name, original in zip(names, header)}
+    if "id" not in columns:
+        raise CSVReadError(index_csv, f"index CSV has no 'id' column (columns: {list(columns)})")
+    for name in ("id", "type"):
+        if name in columns:
+            columns[name] = [value.strip() for value in columns[name]]
+    return pd.DataFrame(columns, dtype=object)
+
+
+def index_ids(index_csv) -> list[str]:
+    """The ids of an index, as ``prepare`` takes them: stripped, non-empty, first occurrence of each."""
+    return list(dict.fromkeys(i for i in read_index(index_csv)["id"] if i))
 
 
 def scan_tianchi(index_csv, source, locate: bool = False):
@@ -208,7 +297,7 @@ def iter_tianchi_entries(source, entries: Sequence[IndexEntry],
         for entry in entries:
             path = Path(source) / entry.member
             try:
-                yield parse_tianchi_txt(path, read_blob(path), entry.id, entry.label)
+                yield parse_tianchi_txt(path, read_blob(path, TIANCHI_MAX_BYTES), entry.id, entry.label)
             except SpectrumReadError as exc:
                 yield exc
         return
@@ -229,8 +318,15 @@ def iter_tianchi_entries(source, entries: Sequence[IndexEntry],
                 yield exc
 
 
+def _check_member_size(where, size: int) -> None:
+    if size > TIANCHI_MAX_BYTES:
+        raise SpectrumReadError(where, f"zip member is {size} bytes uncompressed, more than a Tianchi txt "
+                                       f"of {TIANCHI_NPIX} numbers can be (limit {TIANCHI_MAX_BYTES})")
+
+
 def _read_zip_member(zf: zipfile.ZipFile, where: str, member: str) -> bytes:
     try:
+        _check_member_size(where, zf.getinfo(member).file_size)
         return zf.read(member)
     except _ZIP_ERRORS as exc:
         raise SpectrumReadError(where, f"cannot read zip member ({type(exc).__name__}: {exc})") from None
@@ -246,6 +342,7 @@ def read_tianchi_entries(source, entries: Sequence[IndexEntry],
 
 def read_located(fh, where, location) -> bytes:
     """One member's bytes from its zip location row (see zipindex.read_member), errors named."""
+    _check_member_size(where, int(location[2]))
     try:
         return read_member(fh, location)
     except MemberError as exc:
