@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from spectraforge.data import label_index
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 from spectraforge.metrics import f1_batch, macro_f1, per_class_f1
 from spectraforge.outputs import atomic_write_text, git_revision
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LABELS = ("star", "galaxy", "qso", "unknown")
+from spectraforge.labels import LABELS  # re-exported: readers return labels in this vocabulary
 
 
 class SpectrumReadError(Exception):
