@@ -71,7 +71,7 @@ def _cmd_summary(args) -> int:
 
 def _print_scores(scores: dict, ablation_csv: Path) -> None:
     """The OOF score table, best first, with the mock test score when the report computed it."""
-    from spectraforge.io.spectrum import LABELS
+    from spectraforge.labels import LABELS
 
     test = {}
     if ablation_csv.exists():
@@ -102,15 +102,21 @@ def _cmd_gallery(args) -> int:
 
 def _cmd_predict(args) -> int:
     """Classify spectra with the trained fold models; one row per readable spectrum."""
+    from spectraforge.safeload import ModelFileError
     from spectraforge.predict import predict
 
     combiner = args.ensemble
     if combiner == "auto":
-        default = Path("data/ensemble/combiner.joblib")
+        default = Path("data/ensemble/combiner.json")
         combiner = default if default.exists() and Path(args.models).resolve() == Path("models").resolve() else None
     elif combiner == "none":
         combiner = None
-    out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner)
+    try:
+        out, errors = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner,
+                              allow_pickle=args.allow_pickle)
+    except (ModelFileError, FileNotFoundError) as exc:  # the models or combiner, named in the message
+        print(f"spectraforge predict: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(out)} spectra classified -> {args.out}"
           + (f"; {len(errors)} unreadable (see {Path(args.out).stem}.errors.csv)" if len(errors) else ""))
     return 0 if len(out) else 1
@@ -143,8 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output CSV: id,type,p_star,p_galaxy,p_qso,p_unknown,file")
     p.add_argument("--n-jobs", type=int, default=1, help="reader processes")
     p.add_argument("--ensemble", default="auto",
-                   help="the ensemble's combiner.joblib; 'auto': data/ensemble/combiner.joblib when --models is "
+                   help="the ensemble's combiner.json; 'auto': data/ensemble/combiner.json when --models is "
                         "./models and it exists; 'none': average the variants")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickle files (.joblib: models or a combiner from older versions); unpickling "
+                        "runs any code the file holds, so only for files you trust. Refused without it")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("summary", help="print the pipeline's metrics")

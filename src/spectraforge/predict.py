@@ -5,9 +5,13 @@ folders of either (searched recursively), or Tianchi zips (read in place). Each 
 through the same reading and preprocessing as in `prepare` (grid and normalisation come from
 the models' manifest), then every fold model of every variant in the models folder; the
 probabilities are averaged over folds, then combined over variants by the ensemble stage's
-fitted combiner and decision weights (``data/ensemble/combiner.joblib``) when it is there
+fitted combiner and decision weights (``data/ensemble/combiner.json``) when it is there
 and all its inputs are in the models folder, else averaged. Unreadable inputs are reported on
 stderr and listed in `<out>.errors.csv` with their reason; the other rows are still written.
+
+Nothing read from a models folder can run code: fold files must lie inside the folder, each
+kind is loaded from its own format (Keras in safe mode, LightGBM text in an npz, JSON + npz
+for the combiner), and a pickle is refused unless the user passes ``--allow-pickle``.
 """
 from __future__ import annotations
 
@@ -15,14 +19,16 @@ import json
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from spectraforge.ensemble import load_combiner
 from spectraforge.io import list_tianchi
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
+from spectraforge.models.registry import load_fold, read_manifest
+from spectraforge.safeload import ModelFileError
 from spectraforge.params import GridParams, InputSpec
 from spectraforge.prepare import Chunk, _process_chunk, list_fits
 from spectraforge.preprocess import make_grid
@@ -54,7 +60,7 @@ def input_chunks(paths, chunk_size: int = 256) -> tuple[list[Chunk], list[dict]]
 class FoldEnsemble:
     """Every fold model of every variant under ``models_dir``; predict = mean over folds, then variants."""
 
-    def __init__(self, models_dir: str | Path):
+    def __init__(self, models_dir: str | Path, allow_pickle: bool = False):
         models_dir = Path(models_dir)
         manifests = ([models_dir / "manifest.json"] if (models_dir / "manifest.json").exists()
                      else sorted(models_dir.glob("*/manifest.json")))
@@ -62,10 +68,10 @@ class FoldEnsemble:
             raise FileNotFoundError(f"{models_dir}: no trained models (manifest.json); run `dvc repro` first")
         self.variants = []
         for m in manifests:
-            info = json.loads(m.read_text())
-            if info["labels"] != list(LABELS):
-                raise ValueError(f"{m}: label order {info['labels']} differs from {list(LABELS)}")
-            self.variants.append((info, [self._load(m.parent / f, info["kind"]) for f in info["folds"]]))
+            info = read_manifest(m)
+            if info.get("labels") != list(LABELS):
+                raise ModelFileError(f"{m}: label order {info.get('labels')} differs from {list(LABELS)}")
+            self.variants.append((info, [load_fold(m.parent, f, info["kind"], allow_pickle) for f in info["folds"]]))
         prep = [json.dumps(info.get("prepare", {}), sort_keys=True) for info, _ in self.variants]
         if len(set(prep)) != 1:
             raise ValueError(f"{models_dir}: variants were trained on differently prepared data: {sorted(set(prep))}")
@@ -77,27 +83,13 @@ class FoldEnsemble:
             raise ValueError(f"{models_dir}: manifest grid and wavelengths disagree")
 
     @staticmethod
-    def _load(path: Path, kind: str):
-        if kind == "cnn":
-            import keras
-
-            import spectraforge.models.cnn  # noqa: F401  registers the custom layers
-
-            return keras.models.load_model(path, compile=False)
-        return joblib.load(path)
-
-    @staticmethod
-    def predict_one(model, kind: str, flux: np.ndarray) -> np.ndarray:
-        """Class probabilities of one fold model of the given kind."""
-        if kind == "cnn":
-            from spectraforge.training import predict_proba
-
-            return np.asarray(predict_proba(model, flux), np.float64)
-        return model.predict_proba(flux)
+    def predict_one(model, flux: np.ndarray) -> np.ndarray:
+        """Class probabilities (float64) of one fold model (any registered classifier)."""
+        return np.asarray(model.predict_proba(flux), np.float64)
 
     def per_variant(self, flux: np.ndarray) -> dict:
         """{variant name: probabilities averaged over its fold models}."""
-        return {info["name"]: np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
+        return {info["name"]: np.mean([self.predict_one(m, flux) for m in models], axis=0)
                 for info, models in self.variants}
 
     def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,14 +102,15 @@ class FoldEnsemble:
 
 
 def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
-            combiner_path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+            combiner_path: str | Path | None = None, allow_pickle: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Classify every spectrum in ``paths``; writes ``out_csv`` (and ``<out>.errors.csv`` if any).
 
-    ``combiner_path``: the ensemble stage's ``combiner.joblib``; the variants it blends must be
-    under ``models_dir``. Without it the variants' probabilities are averaged.
+    ``combiner_path``: the ensemble stage's ``combiner.json``; the variants it blends must be
+    under ``models_dir``. Without it the variants' probabilities are averaged. Only fold
+    models inside ``models_dir`` are read, and no pickle unless ``allow_pickle``.
     """
-    ensemble = FoldEnsemble(models_dir)
-    combiner = joblib.load(combiner_path) if combiner_path else None
+    ensemble = FoldEnsemble(models_dir, allow_pickle)
+    combiner = load_combiner(combiner_path, allow_pickle) if combiner_path else None
     chunks, errors = input_chunks(paths)
     rows, codes, metas = [], [], []
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
