@@ -1,7 +1,7 @@
 """Stage `mock`: simulate the embedded LAMOST-like survey and write it in the real formats."""
 from spectraforge.mock.survey import build_survey
 from spectraforge.params import load_section
-from spectraforge.prepare import write_metrics
+from spectraforge.outputs import write_metrics
 
 params = load_section("mock")
 counts = build_survey(params)

@@ -1,7 +1,8 @@
 """Stage `prepare`: read every input in parallel, resample onto the grid, mask, normalise."""
 from spectraforge.compute import load_compute
 from spectraforge.params import load_section
-from spectraforge.prepare import run_prepare, write_metrics
+from spectraforge.outputs import write_metrics
+from spectraforge.prepare import run_prepare
 
 params = load_section("prepare")
 counts = run_prepare(params, compute=load_compute())

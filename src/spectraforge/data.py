@@ -73,3 +73,11 @@ def fold_rows(train_meta: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
     if missing:
         raise ValueError(f"folds: {len(missing)} prepared ids have no fold (first: {missing[0]}); rerun `dvc repro folds`")
     return np.array([by_id[i] for i in ids], dtype=np.int64)
+
+
+def check_no_leak(val_ids, fit_ids, parents, where: str) -> None:
+    """Raise if any validation id was fitted on or lent a synthetic spectrum its residual."""
+    val = set(map(str, val_ids))
+    leaked = val.intersection(map(str, fit_ids)) | val.intersection(map(str, parents))
+    if leaked:
+        raise AssertionError(f"{where}: validation spectra reached the generator: {sorted(leaked)[:3]}")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectraforge.data import label_index, load_prepared
+from spectraforge.data import check_no_leak, label_index, load_prepared  # check_no_leak: re-exported
 from spectraforge.generative.base import SpectrumGenerator, make_space
 from spectraforge.generative.resample import METHODS as RESAMPLE_KINDS
 from spectraforge.generative.resample import ResampleGenerator
@@ -150,14 +150,6 @@ def sample_counts(y_train: np.ndarray, target: dict, mode: str, min_train: int =
         goal = int(round(float(value) * counts.max())) if mode == "ratio" else int(value)
         out[c] = max(0, goal - int(counts[c]))
     return out, skipped
-
-
-def check_no_leak(val_ids, fit_ids, parents, where: str) -> None:
-    """Raise if any validation id was fitted on or lent a synthetic spectrum its residual."""
-    val = set(map(str, val_ids))
-    leaked = val.intersection(map(str, fit_ids)) | val.intersection(map(str, parents))
-    if leaked:
-        raise AssertionError(f"{where}: validation spectra reached the generator: {sorted(leaked)[:3]}")
 
 
 def _ids(name: str, seed: int, c: int, n: int) -> np.ndarray:
