@@ -56,6 +56,7 @@ class Classifier:
         raise NotImplementedError
 
     def predict_proba(self, X) -> np.ndarray:
+        """(n, K) class probabilities in LABELS order (float32 or float64, as the model computes)."""
         raise NotImplementedError
 
     def save(self, stem: Path) -> str:

@@ -70,9 +70,10 @@ class SpectrumCNN(Classifier):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
+        """The network's float32 softmax (the K-fold engine averages it over folds as such)."""
         from spectraforge.training import predict_proba
 
-        return np.asarray(predict_proba(self.model, X), np.float64)
+        return predict_proba(self.model, X)
 
     def save(self, stem: Path) -> str:
         path = Path(stem).with_suffix(self.suffix)
