@@ -232,3 +232,25 @@ def test_predict_command_refuses_a_hostile_folder_with_the_file_named(trained, t
                  "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
     assert "etc/passwd" in err and "refused" in err and "Traceback" not in err
+
+
+def test_an_older_pickled_lgbm_fold_still_predicts_with_the_opt_in(prepared, tmp_path):
+    """Models folders of earlier versions hold SpectrumLGBM pickles (attributes cfg, n_threads,
+    the sklearn estimator); with --allow-pickle they load, warn, and predict as they did."""
+    X = np.load(prepared / "prepared/train.npy")
+    y = np.arange(len(X)) % len(LABELS)
+    clf = SpectrumLGBM(LGBMConfig(n_pca=2, n_windows=4, n_estimators=5), wave=np.arange(X.shape[1]),
+                       threads=1).fit(X, y, val=None)
+    old = SpectrumLGBM.__new__(SpectrumLGBM)
+    old.__dict__ = {"cfg": clf.config, "wave": clf.wave, "n_threads": 1, "pca": clf.pca, "model": clf.model,
+                    "curve_": [], "feature_names_": clf.feature_names_}
+    variant = tmp_path / "models" / "old"
+    variant.mkdir(parents=True)
+    joblib.dump(old, variant / "fold0.joblib")
+    (variant / "manifest.json").write_text(json.dumps({"name": "old", "kind": "lgbm", "folds": ["fold0.joblib"],
+                                                       "labels": list(LABELS), "wave": clf.wave.tolist()}))
+    with pytest.raises(ModelFileError, match="--allow-pickle"):
+        FoldEnsemble(tmp_path / "models")
+    with pytest.warns(UserWarning, match="UNPICKLING"):
+        ensemble = FoldEnsemble(tmp_path / "models", allow_pickle=True)
+    np.testing.assert_array_equal(ensemble.per_variant(X[:10])["old"], clf.predict_proba(X[:10]))
