@@ -35,7 +35,7 @@ def main() -> None:
         per_class = " | ".join(f"{m[f'f1_{c}']:.3f}" for c in LABELS)
         lines.append(f"| {name} | {m['macro_f1']:.3f} [{m['macro_f1_ci_low']:.3f}, {m['macro_f1_ci_high']:.3f}] "
                      f"| {per_class} | {m['seconds']:.0f} |")
-    cnn = params["train"]["variants"]["cnn"]["fit"]
+    cnn = params["train"]["variants"]["cnn"]["config"]["fit"]
     steps = cnn["phase1"]["epochs"] * cnn["phase1"]["steps"] + cnn["phase2"]["epochs"] * cnn["phase2"]["steps"]
     lines += ["", f"The CNN trains at most {steps} batches of {cnn['batch_size']} per fold here "
               "(the article: 20 000); see README 'Scaling up'."]

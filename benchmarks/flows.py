@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from _results import stamp, write_section
-from spectraforge.training import configure_threads
+from spectraforge.threads import configure_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     configure_threads(2)
 
-    from spectraforge.crossval import fold_rows
+    from spectraforge.data import fold_rows
     from spectraforge.data import label_index, load_prepared
     from spectraforge.generative.base import SpectrumGenerator, make_space
     from spectraforge.generative.stage import feature_model, fold_nll, load_generate_params, sample_counts

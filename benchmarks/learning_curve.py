@@ -70,8 +70,8 @@ def main() -> None:
     params = yaml.safe_load(Path(args.params).read_text())
     configure_threads(params["train"]["threads"])
     from spectraforge import training
-    from spectraforge.crossval import DecisionParams, ModelSpec, decide_labels, fold_rows, model_configs
-    from spectraforge.data import label_index, load_prepared
+    from spectraforge.crossval import DecisionParams, ModelSpec, build_classifier, decide_labels
+    from spectraforge.data import fold_rows, label_index, load_prepared
     from spectraforge.metrics import macro_f1
     from spectraforge.models.lgbm import SpectrumLGBM
 
@@ -80,11 +80,13 @@ def main() -> None:
     fold = fold_rows(data.train_meta, pd.read_csv(ROOT / tp["folds"], dtype={"id": str}))
     y = label_index(data.train_meta["label"])
     ks = [int(k) for k in args.folds.split(",")]
-    cnn = tp["variants"]["cnn"]
+    cnn = tp["variants"]["cnn"]["config"]
     decision = DecisionParams(**tp.get("decision", {}))
 
     def run_cnn(network, fit, budget_folds, fresh=False):
-        cnn_cfg, fit_cfg = model_configs(ModelSpec(kind="cnn", network=network, fit=fit), "cnn")
+        settings = build_classifier(ModelSpec(kind="cnn", config={"network": network, "fit": fit}), "cnn",
+                                    wave=data.wave, threads=tp["threads"]).config
+        cnn_cfg, fit_cfg = settings.network, settings.fit
         oof, secs = {}, []
         for k in budget_folds:
             if fresh:
@@ -120,12 +122,14 @@ def main() -> None:
         return
 
     rows = []
-    lgbm_cfg, = model_configs(ModelSpec(kind="lgbm", lgbm=tp["variants"]["lgbm"]["lgbm"]), "lgbm")
+    lgbm = build_classifier(ModelSpec(kind="lgbm", config=tp["variants"]["lgbm"]["config"]), "lgbm",
+                            wave=data.wave, threads=tp["threads"])
     t = time.perf_counter()
     lgbm_oof = {}
     for k in ks:
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        model = SpectrumLGBM(lgbm_cfg, data.wave, tp["threads"]).fit(np.asarray(data.train[tr]), y[tr])
+        model = SpectrumLGBM(lgbm.config, wave=data.wave, threads=tp["threads"])
+        model.fit(np.asarray(data.train[tr]), y[tr], val=None)
         lgbm_oof[k] = model.predict_proba(np.asarray(data.train[va]))
     lgbm = scores(lgbm_oof)
     lgbm_secs = (time.perf_counter() - t) / len(ks)

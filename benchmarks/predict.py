@@ -58,14 +58,14 @@ print("RESULT " + json.dumps({"predicted": s.predicted, "errors": s.errors, "inp
 REFERENCE = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-import joblib
 from spectraforge.training import configure_threads
 configure_threads(2)
+from spectraforge.ensemble import load_combiner
 from spectraforge.predict import FoldEnsemble, combine, input_chunks
 from spectraforge.prepare import _process_chunk
 args = json.loads(sys.argv[1])
 ens = FoldEnsemble(args["models"])
-combiner = joblib.load(args["combiner"])
+combiner = load_combiner(args["combiner"])
 n = 0
 for chunk in input_chunks(args["inputs"])[0]:  # read in this process, then each fold model alone
     flux, meta, _ = _process_chunk(chunk, ens.wave, ens.normalise, 1.0)
@@ -111,7 +111,6 @@ def training_spectra(n: int = 3000, seed: int = 0):
 
 def build_models(out: Path, n_folds: int = 5) -> Path:
     """A models folder of the default shape under ``out`` (see the module docstring)."""
-    import joblib
 
     from spectraforge.ensemble import FittedEnsemble, WeightedAverage
     from spectraforge.io.spectrum import LABELS
@@ -134,13 +133,13 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
                 "prepare": prep, "config": config}
         (staging / name / "manifest.json").write_text(json.dumps(info))
 
-    cnn_cfg = CNNConfig(**params["train"]["variants"]["cnn"]["network"])
+    cnn_cfg = CNNConfig(**params["train"]["variants"]["cnn"]["config"]["network"])
     (staging / "cnn").mkdir(parents=True)
     for k in range(n_folds):
         keras.utils.set_random_seed(k)
         build_cnn(cnn_cfg).save(staging / "cnn" / f"fold{k}.keras")
     manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [asdict(cnn_cfg)])
-    base = params["train"]["variants"]["lgbm"]["lgbm"]
+    base = params["train"]["variants"]["lgbm"]["config"]
     names = ["lgbm"] + [f"lgbm+{s}" for s in LGBM_SOURCES]
     fold = np.arange(len(y)) % n_folds
     for v, name in enumerate(names):
@@ -151,15 +150,15 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
             if v:  # each augmented variant sees a resample of its fold (other trees, same sizes)
                 rows = np.sort(rng.choice(rows, len(rows), replace=True))
             t0 = time.perf_counter()
-            model = SpectrumLGBM(LGBMConfig(**{**base, "seed": base.get("seed", 2018) + v}), wave, 1).fit(X[rows], y[rows])
-            joblib.dump(model, staging / name / f"fold{k}.joblib")
+            model = SpectrumLGBM(LGBMConfig(**{**base, "seed": base.get("seed", 2018) + v}), wave=wave, threads=1)
+            model.fit(X[rows], y[rows], val=None).save(staging / name / f"fold{k}")
             print(f"  {name} fold {k}: {time.perf_counter() - t0:.1f} s", flush=True)
-        manifest(name, "lgbm", [f"fold{k}.joblib" for k in range(n_folds)], [])
+        manifest(name, "lgbm", [f"fold{k}.npz" for k in range(n_folds)], [])
     variants = ["cnn", *names]
     w = np.random.default_rng(0).dirichlet(np.ones(len(variants)))
     combiner = WeightedAverage()
     combiner.weights = w
-    joblib.dump(FittedEnsemble(variants, combiner, np.ones(len(LABELS))), staging / "combiner.joblib")
+    FittedEnsemble(variants, combiner, np.ones(len(LABELS))).save(staging)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
@@ -186,7 +185,7 @@ def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int, driver
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = {"inputs": [str(p) for p in inputs], "models": str(models), "out": str(out), "n_jobs": n_jobs,
-            "combiner": str(models / "combiner.joblib")}
+            "combiner": str(models / "combiner.json")}
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", driver, json.dumps(args)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -210,7 +209,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     models = WORK / "models-default"
-    if args.rebuild or not (models / "combiner.joblib").exists():
+    if args.rebuild or not (models / "combiner.json").exists():
         print(f"building a default-shaped models folder in {models} ...", flush=True)
         build_models(models)
     load_before = load_avg()

@@ -1,8 +1,7 @@
 """Stage `folds`: stratified K folds, grouped by object, with a fixed seed."""
 from spectraforge.data import load_prepared, make_folds
-from spectraforge.outputs import atomic_write_text
+from spectraforge.outputs import atomic_write_text, write_metrics
 from spectraforge.params import load_section
-from spectraforge.prepare import write_metrics
 
 params = load_section("folds")
 folds = make_folds(load_prepared(params.prepared_dir).train_meta, params.k, params.seed)

@@ -3,7 +3,7 @@ import sys
 
 from spectraforge.compute import load_compute
 from spectraforge.generative.stage import load_generate_params, run_generate
-from spectraforge.training import configure_threads
+from spectraforge.threads import configure_threads
 
 name = sys.argv[1]
 params = load_generate_params()

@@ -5,7 +5,7 @@ pin_kernels()  # before numpy: the same bytes on every x86-64 machine
 
 from spectraforge.mock.survey import build_survey
 from spectraforge.params import load_section
-from spectraforge.prepare import write_metrics
+from spectraforge.outputs import write_metrics
 
 params = load_section("mock")
 counts = build_survey(params)

@@ -5,7 +5,8 @@ pin_kernels()  # before numpy: the same bytes on every x86-64 machine
 
 from spectraforge.compute import load_compute
 from spectraforge.params import load_section
-from spectraforge.prepare import run_prepare, write_metrics
+from spectraforge.outputs import write_metrics
+from spectraforge.prepare import run_prepare
 
 params = load_section("prepare")
 counts = run_prepare(params, compute=load_compute())

@@ -2,7 +2,6 @@
 filters count what they drop, and the K-fold loop trains on exactly those extras."""
 import json
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +11,9 @@ from conftest import write_prepared
 from spectraforge.augment import AugmentSpec, FoldExtras, load_augment_params
 from spectraforge.crossval import ModelSpec, TrainParams, run_kfold
 from spectraforge.generative.stage import GenerateParams, GeneratorSpec, QualityParams, run_generate
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
+from spectraforge.models.base import Classifier
+from spectraforge.models.registry import CLASSIFIERS
 from spectraforge.params import ParamsError
 
 N_PIX = 48
@@ -77,20 +78,27 @@ def test_per_class_cap_keeps_the_first_draws_and_counts_the_rest(world):
     assert row["used_galaxy"] == row["drawn_galaxy"]
 
 
-class _HalfRight:
-    """A stand-in fold model: confident in class 1 (galaxy) for every spectrum."""
+class _HalfRight(Classifier):
+    """A stand-in fold model kind: confident in class 1 (galaxy) for every spectrum."""
+
+    kind, suffix = "half", ".npz"
 
     def predict_proba(self, flux):
         p = np.full((len(flux), 4), 0.1)
         p[:, 1] = 0.7
         return p
 
+    @classmethod
+    def load(cls, path):
+        return cls(None, wave=np.zeros(0))
 
-def test_confidence_filter_keeps_what_the_baseline_assigns_to_its_class(world, tmp_path):
+
+def test_confidence_filter_keeps_what_the_baseline_assigns_to_its_class(world, tmp_path, monkeypatch):
+    monkeypatch.setitem(CLASSIFIERS, "half", _HalfRight)
     models = tmp_path / "models" / "lgbm"
     models.mkdir(parents=True)
-    joblib.dump(_HalfRight(), models / "fold0.joblib")
-    (models / "manifest.json").write_text(json.dumps({"kind": "lgbm", "folds": ["fold0.joblib"]}))
+    np.savez(models / "fold0.npz", nothing=np.zeros(1))
+    (models / "manifest.json").write_text(json.dumps({"kind": "half", "folds": ["fold0.npz"]}))
     spec = AugmentSpec("lgbm", "oversample", confidence=0.5)
     extras = FoldExtras("lgbm+oversample", spec, world / "syn", tmp_path / "models")
     flux, y = extras(0, _val_ids(world, 0))
@@ -111,12 +119,13 @@ def test_kfold_trains_on_real_rows_plus_the_folds_extras(world, monkeypatch):
     seen = []
     real_fit = SpectrumLGBM.fit
 
-    def spy(self, flux, y, eval_set=None):
-        seen.append((len(flux), np.bincount(y, minlength=4)))
-        return real_fit(self, flux, y, eval_set=eval_set)
+    def spy(self, X, y, *, val, extra=None, **kwargs):
+        labels = np.concatenate([y, extra[1]]) if extra is not None else y
+        seen.append((len(labels), np.bincount(labels, minlength=4)))
+        return real_fit(self, X, y, val=val, extra=extra, **kwargs)
 
     monkeypatch.setattr(SpectrumLGBM, "fit", spy)
-    spec = ModelSpec(kind="lgbm", lgbm={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
+    spec = ModelSpec(kind="lgbm", config={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
     params = TrainParams(models=[], prepared_dir=str(world / "prepared"), folds=str(world / "folds.csv"),
                          threads=1, variants={})
     extras = FoldExtras("lgbm+oversample", AugmentSpec("lgbm", "oversample"), world / "syn", world / "models")

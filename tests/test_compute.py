@@ -110,7 +110,7 @@ def test_kfold_on_the_cluster_equals_local(cluster, prepared, tmp_path, monkeypa
     monkeypatch.setenv("SPECTRAFORGE_CHECKPOINTS", str(tmp_path / "ckpt"))
     params = TrainParams(models=[], prepared_dir=str(prepared / "prepared"), folds=str(prepared / "folds.csv"),
                          threads=1)
-    spec = ModelSpec(kind="lgbm", lgbm={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
+    spec = ModelSpec(kind="lgbm", config={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
     metrics = {}
     for backend, compute in (("local", None), ("dask", cluster)):
         out = tmp_path / backend
@@ -122,7 +122,7 @@ def test_kfold_on_the_cluster_equals_local(cluster, prepared, tmp_path, monkeypa
     drop = lambda m: {k: v for k, v in m.items() if k != "seconds"}
     assert drop(metrics["local"]) == drop(metrics["dask"])
     assert sorted(p.name for p in (tmp_path / "dask/models/lgbm").iterdir()) == [
-        "fold0.joblib", "fold1.joblib", "fold2.joblib", "manifest.json"]
+        "fold0.npz", "fold1.npz", "fold2.npz", "manifest.json"]
     assert (tmp_path / "dask/rep/live/lgbm/fold2").is_dir()  # learning curves written on the worker
 
 

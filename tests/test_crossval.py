@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import toy_spectra, write_prepared
 
-from spectraforge.crossval import ModelSpec, TrainParams, fold_rows, model_configs, run_kfold
-from spectraforge.data import make_folds
-from spectraforge.io.spectrum import LABELS
+from spectraforge.crossval import ModelSpec, TrainParams, build_classifier, run_kfold
+from spectraforge.data import fold_rows, make_folds
+from spectraforge.labels import LABELS
 from spectraforge.params import ParamsError
 
 N_PIX = 128
@@ -40,13 +40,13 @@ def run(root, name, spec, tag):
 
 @pytest.fixture(scope="module")
 def lgbm_run(prepared):
-    spec = ModelSpec(kind="lgbm", lgbm={"n_pca": 4, "n_windows": 8, "n_estimators": 30, "seed": 5})
+    spec = ModelSpec(kind="lgbm", config={"n_pca": 4, "n_windows": 8, "n_estimators": 30, "seed": 5})
     return run(prepared, "lgbm", spec, "a"), run(prepared, "lgbm", spec, "b")
 
 
 @pytest.fixture(scope="module")
 def cnn_run(prepared):
-    spec = ModelSpec(kind="cnn", network=CNN, fit=FIT)
+    spec = ModelSpec(kind="cnn", config={"network": CNN, "fit": FIT})
     return run(prepared, "cnn", spec, "a"), run(prepared, "cnn", spec, "b")
 
 
@@ -95,13 +95,19 @@ def test_fold_rows_rejects_unknown_ids(prepared):
         fold_rows(meta[meta.split == "train"], folds)
 
 
-def test_bad_variant_params_name_the_key():
-    with pytest.raises(ParamsError, match=r"train\.variants\.x\.kind: 'svm' is not one of"):
-        model_configs(ModelSpec(kind="svm"), "x")
-    with pytest.raises(ParamsError, match=r"train\.variants\.x\.network\.chanels: unknown key"):
-        model_configs(ModelSpec(kind="cnn", network={"chanels": [4]}), "x")
-    with pytest.raises(ParamsError, match=r"train\.variants\.x\.lgbm\.learning_rate"):
-        model_configs(ModelSpec(kind="lgbm", lgbm={"learning_rate": 5}), "x")
+@pytest.mark.parametrize("spec, match", [
+    (ModelSpec(kind="svm"), r"train\.variants\.x\.kind: 'svm' is not one of: cnn, lgbm"),
+    (ModelSpec(kind="cnn", config={"network": {"chanels": [4]}}), r"train\.variants\.x\.config\.network\.chanels: unknown key"),
+    (ModelSpec(kind="cnn", config={"netwrk": {}}), r"train\.variants\.x\.config\.netwrk: unknown key"),
+    (ModelSpec(kind="cnn", config={"fit": {"batch_size": "160"}}), r"train\.variants\.x\.config\.fit\.batch_size: expected an integer"),
+    (ModelSpec(kind="cnn", config={"fit": {"phase1": {"epochs": 1, "steps": 1, "lr": 0.1, "loss": "hinge"}}}),
+     r"train\.variants\.x\.config\.fit\.phase1\.loss: 'hinge' is not one of"),
+    (ModelSpec(kind="lgbm", config={"learning_rate": 5}), r"train\.variants\.x\.config\.learning_rate"),
+    (ModelSpec(kind="lgbm", config={"n_pca": 2.5}), r"train\.variants\.x\.config\.n_pca: expected an integer, got 2\.5"),
+])
+def test_bad_variant_params_name_the_key(spec, match):
+    with pytest.raises(ParamsError, match=match):
+        build_classifier(spec, "x", wave=np.arange(N_PIX, dtype=float), threads=1)
 
 
 def test_labels_are_decided_by_weights_tuned_on_the_other_folds_only(lgbm_run, prepared, monkeypatch):
@@ -142,12 +148,12 @@ def test_one_compiled_training_step_serves_every_fold_and_both_phases(prepared):
     """The CNN's training step and predict are traced on the first fold only (TensorFlow traces
     a function that creates variables twice on its first call); the other folds, both phases
     and a second run of the stage in this process reuse them: no trace, no XLA compile."""
-    from spectraforge.crossval import model_configs
     from spectraforge.training import get_trainer
 
     fit = {**FIT, "eval_batch_size": 37}  # a trainer of its own for this test
-    spec = ModelSpec(kind="cnn", network=CNN, fit=fit)
-    trainer = get_trainer(*model_configs(spec, "cnn"))
+    spec = ModelSpec(kind="cnn", config={"network": CNN, "fit": fit})
+    settings = build_classifier(spec, "cnn", wave=np.arange(N_PIX, dtype=float), threads=2).config
+    trainer = get_trainer(settings.network, settings.fit)
     calls = []
     real_fit = type(trainer.model).fit
 
@@ -168,7 +174,7 @@ def test_one_compiled_training_step_serves_every_fold_and_both_phases(prepared):
 
 
 def test_the_cnn_prints_what_tensorflow_runs_on_and_a_line_per_epoch(prepared, capfd):
-    spec = ModelSpec(kind="cnn", network=CNN, fit=FIT)
+    spec = ModelSpec(kind="cnn", config={"network": CNN, "fit": FIT})
     run(prepared, "cnn", spec, "progress")
     out = capfd.readouterr()
     assert "cnn: TensorFlow" in out.out and "on the CPU" in out.out

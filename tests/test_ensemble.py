@@ -1,6 +1,7 @@
 """The ensemble stage: combiners are never fitted on the rows they score, the stacker sees only
 OOF inputs, decision weights do what they claim, and inputs that do not line up are named."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -152,16 +153,66 @@ def test_run_ensemble_writes_honest_outputs(run_dir):
     assert len(test) == 50 and set(test["type"]) <= set(LABELS)
     np.testing.assert_allclose(test[PROBA].sum(axis=1), 1.0, atol=1e-6)
     assert (run_dir / "rep/plots/ensemble/confusion.csv").exists()
-    # the saved ensemble, applied to the variants' test probabilities, gives the test outputs
-    import joblib
+    lv = load_level1(["good", "weak", "noise"], run_dir / "pred")
+    with pytest.raises(ValueError, match="noise"):  # the saved ensemble needs all its inputs
+        ens.FittedEnsemble.load(run_dir / "ens/combiner.json").predict({"good": lv.test[0], "weak": lv.test[1]})
 
-    fitted = joblib.load(run_dir / "ens/combiner.joblib")
+
+@pytest.mark.parametrize("method, stacker", [("average", "logistic"), ("stack", "logistic"), ("stack", "lgbm")])
+def test_the_saved_combiner_is_pickle_free_and_reproduces_the_test_outputs(run_dir, method, stacker):
+    out = run_dir / f"saved-{method}-{stacker}"
+    run_ensemble(_params(run_dir, method=method, stacker=stacker), out_dir=out, reports_dir=out / "rep")
+    assert not list(out.glob("*.joblib")) and not list(out.glob("*.pkl"))
+    with np.load(out / "combiner.npz", allow_pickle=False) as z:  # plain arrays only
+        assert all(z[n].dtype != object for n in z.files)
+    fitted = ens.load_combiner(out / "combiner.json")
+    test = pd.read_parquet(out / "test.parquet").set_index("id")
     lv = load_level1(["good", "weak", "noise"], run_dir / "pred")
     P, codes = fitted.predict({n: lv.test[i] for i, n in enumerate(lv.names)})
-    np.testing.assert_allclose(P, test.set_index("id").loc[lv.test_ids, PROBA].to_numpy())
-    assert [LABELS[c] for c in codes] == list(test.set_index("id").loc[lv.test_ids, "type"])
-    with pytest.raises(ValueError, match="noise"):
-        fitted.predict({"good": lv.test[0], "weak": lv.test[1]})
+    np.testing.assert_array_equal(P, test.loc[lv.test_ids, PROBA].to_numpy())
+    assert [LABELS[c] for c in codes] == list(test.loc[lv.test_ids, "type"])
+
+
+def test_a_pickled_combiner_is_refused_without_the_opt_in(run_dir, tmp_path):
+    import joblib
+
+    from spectraforge.safeload import ModelFileError
+
+    class Payload:  # what a hostile combiner.joblib would carry
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "ran",))
+
+    for name in ("combiner.joblib", "combiner.pkl"):
+        joblib.dump(Payload(), tmp_path / name)
+        with pytest.raises(ModelFileError, match=rf"{name}: a pickle file.*--allow-pickle"):
+            ens.load_combiner(tmp_path / name)
+        assert not (tmp_path / "ran").exists()
+        with pytest.warns(UserWarning, match="UNPICKLING"):
+            ens.load_combiner(tmp_path / name, allow_pickle=True)
+        assert (tmp_path / "ran").exists()  # only with the opt-in does the payload run
+        (tmp_path / "ran").unlink()
+
+
+@pytest.mark.parametrize("damage", ["truncated json", "missing npz", "truncated npz", "other labels"])
+def test_a_damaged_combiner_names_its_file(run_dir, tmp_path, damage):
+    import shutil
+
+    from spectraforge.safeload import ModelFileError
+
+    run_ensemble(_params(run_dir), out_dir=run_dir / "ens", reports_dir=run_dir / "rep")
+    for f in ("combiner.json", "combiner.npz"):
+        shutil.copy(run_dir / "ens" / f, tmp_path / f)
+    if damage == "truncated json":
+        (tmp_path / "combiner.json").write_text((tmp_path / "combiner.json").read_text()[:20])
+    elif damage == "missing npz":
+        (tmp_path / "combiner.npz").unlink()
+    elif damage == "truncated npz":
+        (tmp_path / "combiner.npz").write_bytes((tmp_path / "combiner.npz").read_bytes()[:100])
+    else:
+        info = json.loads((tmp_path / "combiner.json").read_text())
+        (tmp_path / "combiner.json").write_text(json.dumps({**info, "labels": info["labels"][::-1]}))
+    with pytest.raises(ModelFileError, match=r"combiner\.json: cannot load"):
+        ens.load_combiner(tmp_path / "combiner.json")
 
 
 def test_test_predictions_never_reach_the_fitting(run_dir):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import toy_table, write_prepared
-from spectraforge.crossval import ModelSpec, TrainParams, _LGBM, run_kfold
+from spectraforge.crossval import ModelSpec, TrainParams, run_kfold
+from spectraforge.models.lgbm import SpectrumLGBM
 from spectraforge.outputs import FoldCheckpoints, atomic_write_text, staged_dir
 
 
@@ -55,7 +56,7 @@ def prepared(tmp_path_factory):
     return write_prepared(tmp_path_factory.mktemp("ckpt"), X, y, X[:10], k=3)
 
 
-FIT_PREDICT = _LGBM.fit_predict
+FIT = SpectrumLGBM.fit
 
 
 class Killed(Exception):
@@ -67,15 +68,16 @@ def _run(root, out, monkeypatch, fail_at=None):
     monkeypatch.setenv("SPECTRAFORGE_CHECKPOINTS", str(root / "ckpt"))
     trained = []
 
-    def fit_predict(self, X, y, train_rows, val_rows, k, extra=None, resume_dir=None):
+    def fit(self, X, y, *, val, resume_dir=None, **kwargs):
+        k = int(resume_dir.name.removeprefix("fold").split(".")[0])  # the fold's own folder, fold<k>.epochs
         if k == fail_at:
             raise Killed(f"fold {k}")
-        trained.append(int(k))
-        return FIT_PREDICT(self, X, y, train_rows, val_rows, k, extra)
+        trained.append(k)
+        return FIT(self, X, y, val=val, resume_dir=resume_dir, **kwargs)
 
-    monkeypatch.setattr(_LGBM, "fit_predict", fit_predict)
+    monkeypatch.setattr(SpectrumLGBM, "fit", fit)
     params = TrainParams(models=[], prepared_dir=str(root / "prepared"), folds=str(root / "folds.csv"), threads=1)
-    spec = ModelSpec(kind="lgbm", lgbm={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
+    spec = ModelSpec(kind="lgbm", config={"n_estimators": 10, "n_pca": 4, "n_windows": 4})
     run_kfold("lgbm", params, models_dir=out / "models", predictions_dir=out / "pred", reports_dir=out / "rep",
               spec=spec)
     return trained
@@ -94,4 +96,4 @@ def test_killed_kfold_leaves_nothing_and_resumes_to_the_same_result(prepared, tm
     ma, mb = (json.loads((tmp_path / d / "rep/metrics/lgbm.json").read_text()) for d in ("a", "b"))
     assert {k: v for k, v in ma.items() if k != "seconds"} == {k: v for k, v in mb.items() if k != "seconds"}
     assert sorted(p.name for p in (tmp_path / "a/models/lgbm").iterdir()) == [
-        "fold0.joblib", "fold1.joblib", "fold2.joblib", "manifest.json"]
+        "fold0.npz", "fold1.npz", "fold2.npz", "manifest.json"]

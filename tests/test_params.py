@@ -155,3 +155,109 @@ def test_output_path_resolves_inside_the_root(tmp_path):
     for bad in (None, 3, "   "):
         with pytest.raises(ParamsError, match="must name an output path"):
             output_path(bad, "k", tmp_path)
+
+
+# ------------------------------------------------------------------ types, from the annotations
+
+def _load_key(path, dotted: str) -> None:
+    """Run the loader that reads ``dotted`` (and build the typed config of its variant)."""
+    import numpy as np
+
+    from spectraforge.augment import load_augment_params
+    from spectraforge.compute import load_compute
+    from spectraforge.crossval import build_classifier, load_train_params
+    from spectraforge.ensemble import load_ensemble_params
+    from spectraforge.generative.stage import feature_model, load_generate_params
+    from spectraforge.report import load_report_params
+    from spectraforge.submission import load_submit_params
+
+    section, *rest = dotted.split(".")
+    variant = rest[1] if rest[:1] == ["variants"] and len(rest) > 2 else None
+    if section in ("mock", "prepare", "folds"):
+        load_section(section, path)
+    elif section == "train":
+        params = load_train_params(path)
+        if variant:
+            build_classifier(params.variants[variant], variant, wave=np.arange(2600.0), threads=1)
+    elif section == "generate":
+        params = load_generate_params(path)
+        if variant:
+            feature_model(params.variants[variant], variant)
+    else:
+        {"augment": load_augment_params, "ensemble": load_ensemble_params, "submit": load_submit_params,
+         "report": load_report_params, "compute": load_compute}[section](path)
+
+
+def _scalar_leaves(tree, prefix=""):
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _scalar_leaves(value, dotted + ".")
+        elif isinstance(value, (bool, int, float, str)):
+            yield dotted, value
+
+
+# the wrong-typed values tried on every scalar of the repo's params.yaml, by the type it holds there
+WRONG = {bool: ["yes", 1], int: ["5", True, [5]], float: ["0.5", True], str: [3, True, {"a": 1}]}
+LENIENT = {".config.fit.jit_compile": "yes"}  # any CNN variant: bool | str, "auto" is a valid string
+
+
+def _set(tree, dotted, value):
+    *parents, last = dotted.split(".")
+    for p in parents:
+        tree = tree[p]
+    tree[last] = value
+
+
+def test_every_params_value_of_the_wrong_type_is_refused_naming_its_key(tmp_path, repo_root):
+    """Each scalar of params.yaml, replaced by values of other types, fails in its stage's
+    loader with ``params: <full key>: expected ...``, before any work starts."""
+    base = yaml.safe_load((repo_root / "params.yaml").read_text())
+    tried, problems = 0, []
+    for dotted, value in _scalar_leaves(base):
+        for wrong in WRONG[type(value)]:
+            if any(dotted.endswith(end) and wrong == w for end, w in LENIENT.items()):
+                continue
+            params = yaml.safe_load((repo_root / "params.yaml").read_text())
+            _set(params, dotted, wrong)
+            path = write(tmp_path, params)
+            tried += 1
+            try:
+                _load_key(path, dotted)
+            except ParamsError as exc:
+                if not str(exc).startswith(f"params: {dotted}: expected "):
+                    problems.append(f"{dotted} = {wrong!r}: {exc}")
+            else:
+                problems.append(f"{dotted} = {wrong!r}: accepted")
+    assert tried > 150 and not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("dotted, value, match", [
+    ("folds.k", "5", r"params: folds\.k: expected an integer, got '5' \(str\)"),
+    ("folds.k", 2.5, r"params: folds\.k: expected an integer, got 2\.5 \(float\)"),
+    ("folds.seed", "abc", r"params: folds\.seed: expected an integer, got 'abc' \(str\)"),
+    ("prepare.chunk_size", 2.5, r"params: prepare\.chunk_size: expected an integer"),
+    ("prepare.n_jobs", 1.5, r"params: prepare\.n_jobs: expected an integer"),
+    ("prepare.grid.n_pix", 2600.5, r"params: prepare\.grid\.n_pix: expected an integer"),
+    ("prepare.grid.wave_min", "3690", r"params: prepare\.grid\.wave_min: expected a number"),
+    ("mock.class_mix.star", "lots", r"params: mock\.class_mix\.star: expected a number"),
+    ("generate.target.qso", "1/4", r"params: generate\.target\.qso: expected a number"),
+    ("ensemble.inputs", "cnn", r"params: ensemble\.inputs: expected a list"),
+    ("train.variants.lgbm.config.class_weight", 1, r"params: train\.variants\.lgbm\.config\.class_weight: "
+                                                    r"expected a string or null"),
+    ("train.variants.cnn.config.fit.patience", 2.0, r"params: train\.variants\.cnn\.config\.fit\.patience: "
+                                                     r"expected an integer or null, got 2\.0"),
+])
+def test_wrong_types_name_the_key(tmp_path, repo_root, dotted, value, match):
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    _set(params, dotted, value)
+    with pytest.raises(ParamsError, match=match):
+        _load_key(write(tmp_path, params), dotted)
+
+
+def test_int_is_accepted_where_a_number_is_expected(tmp_path, repo_root):
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["prepare"]["grid"]["wave_min"] = 3690
+    params["ensemble"]["C"] = 1
+    load_section("prepare", write(tmp_path, params))
+    _load_key(tmp_path / "params.yaml", "ensemble.C")

@@ -37,18 +37,19 @@ def tiny_repo(tmp_path_factory, repo_root):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("src", "pipelines"):
         shutil.copytree(repo_root / name, work / name, ignore=ignore)
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "data/README.md", "submissions/README.md"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(repo_root / name, work / name)
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["mock"].update(n_train=80, n_test=24, fits_fraction=0.25, repeat_fraction=0.5,
                           class_mix={"star": 0.4, "galaxy": 0.2, "qso": 0.2, "unknown": 0.2})
     params["prepare"].update(n_jobs=2, chunk_size=16)
     params["folds"]["k"] = 3
-    cnn = params["train"]["variants"]["cnn"]
+    cnn = params["train"]["variants"]["cnn"]["config"]
     cnn["network"]["channels"] = [4, 4, 8, 8]
     cnn["fit"].update(phase1={"epochs": 2, "steps": 3, "lr": 0.001, "loss": "crossentropy"},
                       phase2={"epochs": 1, "steps": 2, "lr": 0.0001, "loss": "macro_f1"}, batch_size=32)
-    params["train"]["variants"]["lgbm"]["lgbm"].update(n_estimators=20, n_pca=4)
+    params["train"]["variants"]["lgbm"]["config"].update(n_estimators=20, n_pca=4)
     gen = params["generate"]
     gen.update(generators=["gauss", "glow"], target={"galaxy": 1.0, "qso": 1.0}, quality={"embedding": 4, "k": 3, "plot_fold": 0, "plot_examples": 2})
     gen["variants"]["gauss"]["n_components"] = 6
@@ -137,6 +138,11 @@ def test_second_repro_runs_nothing(tiny_repo):
     assert "Running stage" not in second.stdout, second.stdout
     status = run(["dvc", "status"], work)
     assert "up to date" in status.stdout.lower(), status.stdout
+    # git sees only the READMEs of data/ and submissions/: every stage output there is ignored
+    changed = run(["git", "status", "--porcelain", "--untracked-files=all", "data", "submissions"], work)
+    assert changed.stdout.strip() == "", changed.stdout
+    assert run(["git", "ls-files", "data", "submissions"], work).stdout.split() == [
+        "data/README.md", "submissions/README.md"]
 
 
 def test_oof_covers_every_training_spectrum_once(tiny_repo):
@@ -319,7 +325,7 @@ def test_sigkill_midway_then_repro_resumes_to_the_uninterrupted_result(tiny_repo
 def test_param_change_reruns_downstream_only(tiny_repo):
     work, _ = tiny_repo
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["train"]["variants"]["lgbm"]["lgbm"]["num_leaves"] = 7
+    params["train"]["variants"]["lgbm"]["config"]["num_leaves"] = 7
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "status"], work).stdout
     assert "train@lgbm:" in out and "train@cnn:" not in out and "folds:" not in out, out

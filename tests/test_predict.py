@@ -8,12 +8,12 @@ import json
 import zipfile
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
 from spectraforge.cli import main
+from spectraforge.ensemble import load_combiner
 from spectraforge.io import Spectrum, scan_tianchi, scan_unindexed, write_lamost_fits, write_tianchi
 from spectraforge.io.spectrum import LABELS
 from spectraforge.io.tianchi import TIANCHI_WAVE, read_tianchi_entries
@@ -70,11 +70,11 @@ def models(tmp_path_factory, spectra):
         for k in range(2):
             rows = np.arange(160) % 2 != k
             cfg = LGBMConfig(n_pca=4, n_windows=26, n_estimators=15, num_leaves=7, seed=v, min_child_samples=3)
-            joblib.dump(SpectrumLGBM(cfg, wave, 1).fit(X[rows], y[rows]), root / name / f"fold{k}.joblib")
-        manifest(name, "lgbm", ["fold0.joblib", "fold1.joblib"])
+            SpectrumLGBM(cfg, wave=wave, threads=1).fit(X[rows], y[rows], val=None).save(root / name / f"fold{k}")
+        manifest(name, "lgbm", ["fold0.npz", "fold1.npz"])
     avg = WeightedAverage()
     avg.weights = np.array([0.2, 0.5, 0.3])
-    joblib.dump(FittedEnsemble(["cnn", "lgbm", "lgbm+x"], avg, np.array([1.0, 1.3, 0.8, 1.1])), root / "combiner.joblib")
+    FittedEnsemble(["cnn", "lgbm", "lgbm+x"], avg, np.array([1.0, 1.3, 0.8, 1.1])).save(root)
     return root
 
 
@@ -101,7 +101,7 @@ def _reference(models, combiner_path, paths) -> pd.DataFrame:
     """What predict computed before the batched path: prepare's reader per chunk, each fold
     model called alone (keras predict, SpectrumLGBM.predict_proba), folds then variants combined."""
     ens = FoldEnsemble(models)
-    combiner = joblib.load(combiner_path) if combiner_path else None
+    combiner = load_combiner(combiner_path) if combiner_path else None
     chunks, _ = input_chunks(paths)
     frames = []
     for chunk in chunks:
@@ -124,7 +124,7 @@ def test_predictions_equal_the_one_model_at_a_time_reference(models, spectra, tm
     paths.append(_fits(spectra, folder / "sub" / "s3.fits.gz", 3, gz=True))
     (folder / "sub" / "t4.txt").write_text(_txt(spectra[4]))
     write_tianchi(spectra[5:12], [f"z{i}" for i in range(7)], None, tmp_path / "idx.csv", folder / "z.zip")
-    combiner = models / "combiner.joblib" if use_combiner else None
+    combiner = models / "combiner.json" if use_combiner else None
     out = tmp_path / "p.csv"
     # blocks of 3 rows and CNN batches of 256: partial blocks, padding, several model calls
     summary = predict([folder], models, out, n_jobs=2, progress=False, combiner_path=combiner,
@@ -224,8 +224,8 @@ def test_a_zip_with_two_members_of_one_name_keeps_the_first_as_prepare_does(mode
     (alone / "7.txt").write_text(_txt(spectra[1]))
     (alone / "8.txt").write_text(_txt(spectra[2]))
     out, ref = tmp_path / "o.csv", tmp_path / "ref.csv"
-    predict([z], models, out, progress=False, combiner_path=models / "combiner.joblib")
-    predict([alone], models, ref, progress=False, combiner_path=models / "combiner.joblib")
+    predict([z], models, out, progress=False, combiner_path=models / "combiner.json")
+    predict([alone], models, ref, progress=False, combiner_path=models / "combiner.json")
     got, want = pd.read_csv(out, dtype={"id": str}), pd.read_csv(ref, dtype={"id": str})
     assert got["id"].tolist() == ["7", "8"]
     np.testing.assert_allclose(got[COLS].to_numpy(), want[COLS].to_numpy(), atol=5e-6)

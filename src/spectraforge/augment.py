@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spectraforge.io.spectrum import LABELS
-from spectraforge.params import load_with_variants, require
+from spectraforge.labels import LABELS
+from spectraforge.params import load_params, load_with_variants, require
 
 
 @dataclass
@@ -37,7 +37,7 @@ class AugmentSpec:
 
     model: str
     source: str
-    per_class: dict = field(default_factory=dict)  # {class: max extra spectra}; absent class = all
+    per_class: dict[str, int] = field(default_factory=dict)  # {class: max extra spectra}; absent class = all
     confidence: float = 0.0  # 0 = off
 
     def validate(self, key: str) -> None:
@@ -63,16 +63,17 @@ class AugmentParams:
 def load_augment_params(path="params.yaml") -> AugmentParams:
     """The ``augment`` section, each variant checked against the train and generate sections."""
     from spectraforge.crossval import load_train_params
-    from spectraforge.generative.stage import load_generate_params
 
     params = load_with_variants("augment", AugmentParams, AugmentSpec, path)
-    train, generate = load_train_params(path), load_generate_params(path)
+    train = load_train_params(path)
+    # only the names of the generate variants (their settings are the generate stage's to check)
+    generated = dict((load_params(path).get("generate") or {}).get("variants") or {})
     for name, spec in params.variants.items():
         key = f"augment.variants.{name}"
         require(spec.model in train.variants, f"{key}.model",
                 f"'{spec.model}' is not a train variant; valid: {', '.join(train.variants)}")
-        require(spec.source in generate.variants, f"{key}.source",
-                f"'{spec.source}' is not a generate variant; valid: {', '.join(generate.variants)}")
+        require(spec.source in generated, f"{key}.source",
+                f"'{spec.source}' is not a generate variant; valid: {', '.join(generated)}")
         require(name == f"{spec.model}+{spec.source}", f"{key}",
                 f"the name must be MODEL+SOURCE, i.e. '{spec.model}+{spec.source}'")
     return params
@@ -89,7 +90,7 @@ class FoldExtras:
         self.counts: list[dict] = []
 
     def __call__(self, k: int, val_ids) -> tuple[np.ndarray, np.ndarray]:
-        from spectraforge.generative.stage import check_no_leak
+        from spectraforge.data import check_no_leak
 
         path = self.source_dir / f"fold{k}.npz"
         if not path.exists():
@@ -145,16 +146,14 @@ class FoldExtras:
 
 def baseline_proba(model_dir: Path, k: int, flux: np.ndarray) -> np.ndarray:
     """Class probabilities of fold k's model from ``train@<model>`` (fitted on fold k's training part)."""
-    import json
-
-    from spectraforge.predict import FoldEnsemble
+    from spectraforge.models.registry import load_fold, read_manifest
 
     manifest = model_dir / "manifest.json"
     if not manifest.exists():
         raise FileNotFoundError(
             f"{manifest}: the confidence filter needs fold models; run `dvc repro train@{model_dir.name}`")
-    info = json.loads(manifest.read_text())
+    info = read_manifest(manifest)
     files = [f for f in info["folds"] if Path(f).stem == f"fold{k}"]
     if not files:
         raise FileNotFoundError(f"{model_dir}: no model for fold {k} (have {', '.join(info['folds'])})")
-    return FoldEnsemble.predict_one(FoldEnsemble._load(model_dir / files[0], info["kind"]), info["kind"], flux)
+    return np.asarray(load_fold(model_dir, files[0], info["kind"]).predict_proba(flux), np.float64)

@@ -71,7 +71,7 @@ def _cmd_summary(args) -> int:
 
 def _print_scores(scores: dict, ablation_csv: Path) -> None:
     """The OOF score table, best first, with the mock test score when the report computed it."""
-    from spectraforge.io.spectrum import LABELS
+    from spectraforge.labels import LABELS
 
     test = {}
     if ablation_csv.exists():
@@ -102,16 +102,21 @@ def _cmd_gallery(args) -> int:
 
 def _cmd_predict(args) -> int:
     """Classify spectra with the trained fold models; one row per readable spectrum."""
+    from spectraforge.safeload import ModelFileError
     from spectraforge.predict import predict
 
     combiner = args.ensemble
     if combiner == "auto":
-        default = Path("data/ensemble/combiner.joblib")
+        default = Path("data/ensemble/combiner.json")
         combiner = default if default.exists() and Path(args.models).resolve() == Path("models").resolve() else None
     elif combiner == "none":
         combiner = None
-    summary = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner,
-                      threads=args.threads)
+    try:
+        summary = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner,
+                          threads=args.threads, allow_pickle=args.allow_pickle)
+    except (ModelFileError, FileNotFoundError) as exc:  # the models or combiner, named in the message
+        print(f"spectraforge predict: {exc}", file=sys.stderr)
+        return 2
     print(summary.line())
     return 0 if summary.predicted else 1
 
@@ -157,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="TensorFlow and LightGBM threads for the models (default: all cores)")
     p.add_argument("--ensemble", default="auto",
-                   help="the ensemble's combiner.joblib; 'auto': data/ensemble/combiner.joblib when --models is "
+                   help="the ensemble's combiner.json; 'auto': data/ensemble/combiner.json when --models is "
                         "./models and it exists; 'none': average the variants")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickle files (.joblib: models or a combiner from older versions); unpickling "
+                        "runs any code the file holds, so only for files you trust. Refused without it")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("summary", help="print the pipeline's metrics")

@@ -6,12 +6,17 @@ level-1 model (the Conv1D network, LightGBM on features, later the augmented var
 goes through the same loop, so their OOF tables line up row for row for the ensemble.
 
 Outputs for a variant NAME:
-  models/NAME/fold<k>.(keras|joblib), models/NAME/manifest.json (what `predict` needs)
+  models/NAME/fold<k>.<suffix>        the fold's classifier (Classifier.save: .keras, .npz; no pickle)
+  models/NAME/manifest.json           what `predict` needs: kind, fold files, labels, grid, config
   data/predictions/NAME/oof.parquet   id, fold, label, p_star, p_galaxy, p_qso, p_unknown
   data/predictions/NAME/test.parquet  id, p_* (mean over folds)
   reports/metrics/NAME.json           macro_f1 (OOF), f1_<class>, fold<k>_macro_f1, confusion
   reports/plots/NAME/confusion.csv    actual, predicted (dvc plots confusion template)
   reports/live/NAME/fold<k>/          learning curves (dvclive)
+
+The classifier is whatever ``train.variants.NAME.kind`` names in the registry
+(:data:`spectraforge.models.registry.CLASSIFIERS`); the prediction tables and scores are
+written by :mod:`spectraforge.predictions`, as the ensemble's are.
 
 Folders are filled in a staging folder and renamed into place, files written through a
 temporary file (outputs.py), so a killed stage leaves no half-written output. Each finished
@@ -26,29 +31,31 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from spectraforge.compute import dispatches_folds, run_jobs
-from spectraforge.data import label_index, load_prepared
-from spectraforge.io.spectrum import LABELS
-from spectraforge.metrics import confusion, macro_f1, scores
+from spectraforge.data import fold_rows, label_index, load_prepared
+from spectraforge.labels import LABELS
+from spectraforge.metrics import macro_f1, scores
+from spectraforge.models.base import Classifier
+from spectraforge.models.registry import classifier_class
 from spectraforge.outputs import FoldCheckpoints, atomic_write_json, file_fingerprint, staged_dir, tree_fingerprint
-from spectraforge.params import ParamsError, build_dataclass, require, require_variants
-
-PROBA_COLUMNS = [f"p_{c}" for c in LABELS]
-KINDS = ("cnn", "lgbm")
+from spectraforge.params import load_with_variants, require, require_variants
+from spectraforge.predictions import write_predictions, write_scores
 
 
 @dataclass
 class ModelSpec:
-    """One level-1 variant of the ``train`` stage: its kind and that kind's settings."""
+    """One level-1 variant of the ``train`` stage: a registered classifier kind and its config
+    (the mapping the kind's ``Config`` is built from: cnn ``{network, fit}``, lgbm the
+    LightGBM settings)."""
 
     kind: str
-    network: dict = field(default_factory=dict)  # cnn: CNNConfig fields
-    fit: dict = field(default_factory=dict)  # cnn: TrainConfig fields
-    lgbm: dict = field(default_factory=dict)  # lgbm: LGBMConfig fields
+    config: dict = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        classifier_class(self.kind, f"{key}.kind")
 
 
 @dataclass
@@ -62,7 +69,7 @@ class DecisionParams:
 
     weights: bool = True
     resamples: int = 20
-    grid: list = field(default_factory=lambda: [-2.0, 2.0, 41])
+    grid: list[float] = field(default_factory=lambda: [-2.0, 2.0, 41])
     seed: int = 2018
 
     def validate(self, key: str = "train.decision") -> None:
@@ -89,42 +96,15 @@ class TrainParams:
 
 
 def load_train_params(path="params.yaml") -> TrainParams:
-    from spectraforge.params import load_with_variants
-
     return load_with_variants("train", TrainParams, ModelSpec, path)
 
 
-def model_configs(spec: ModelSpec, name: str):
-    """The typed configs of a variant, validated (errors name the params key)."""
+def build_classifier(spec: ModelSpec, name: str, *, wave, threads: int) -> Classifier:
+    """An unfitted classifier of variant ``name``, its config built and validated (errors
+    name the params key, e.g. ``train.variants.cnn.config.network.channels``)."""
     key = f"train.variants.{name}"
-    require(spec.kind in KINDS, f"{key}.kind", f"'{spec.kind}' is not one of: {', '.join(KINDS)}")
-    try:
-        if spec.kind == "cnn":
-            from spectraforge.models.cnn import CNNConfig
-            from spectraforge.training import TrainConfig
-
-            cnn = build_dataclass(CNNConfig, spec.network, f"{key}.network")
-            cnn.validate(f"{key}.network")
-            fit = build_dataclass(TrainConfig, spec.fit, f"{key}.fit")
-            fit.validate(f"{key}.fit")
-            return cnn, fit
-        from spectraforge.models.lgbm import LGBMConfig
-
-        cfg = build_dataclass(LGBMConfig, spec.lgbm, f"{key}.lgbm")
-        cfg.validate(f"{key}.lgbm")
-        return (cfg,)
-    except ValueError as exc:
-        raise ParamsError(str(exc) if str(exc).startswith("params") else f"params: {exc}") from exc
-
-
-def fold_rows(train_meta: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
-    """Fold number of every prepared training row (rows follow train_meta order)."""
-    by_id = dict(zip(folds["id"].astype(str), folds["fold"].astype(int)))
-    ids = train_meta["id"].astype(str)
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise ValueError(f"folds: {len(missing)} prepared ids have no fold (first: {missing[0]}); rerun `dvc repro folds`")
-    return np.array([by_id[i] for i in ids], dtype=np.int64)
+    cls = classifier_class(spec.kind, f"{key}.kind")
+    return cls(cls.build_config(spec.config, f"{key}.config"), wave=wave, threads=threads)
 
 
 def _live(live_dir: Path, k: int):
@@ -132,55 +112,6 @@ def _live(live_dir: Path, k: int):
     from dvclive import Live
 
     return Live(str(live_dir / f"fold{k}"), dvcyaml=None, save_dvc_exp=False, report=None)
-
-
-class _CNN:
-    def __init__(self, cnn_cfg, fit_cfg, live_dir: Path):
-        self.cnn_cfg, self.fit_cfg, self.live_dir = cnn_cfg, fit_cfg, live_dir
-
-    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None, resume_dir=None):
-        """(validation probabilities, predict function, history rows) of fold k; ``resume_dir``
-        keeps the fold's state after every epoch, so a killed fold continues where it stopped."""
-        from spectraforge.training import train_fold
-
-        live = _live(self.live_dir, k)
-        try:
-            self.result = train_fold(X, y, train_rows, val_rows, self.cnn_cfg, self.fit_cfg, extra=extra,
-                                     logger=live, resume_dir=resume_dir, label=f"{self.live_dir.name} fold {k}")
-        finally:
-            live.end()
-        history = [{"fold": int(k), **h} for h in self.result.history]
-        return self.result.val_proba, self.result.predict, history
-
-    def save(self, path: Path) -> str:
-        self.result.model.save(path.with_suffix(".keras"))
-        return path.with_suffix(".keras").name
-
-
-class _LGBM:
-    def __init__(self, cfg, wave, threads, live_dir: Path):
-        self.cfg, self.wave, self.threads, self.live_dir = cfg, wave, threads, live_dir
-
-    def fit_predict(self, X, y, train_rows, val_rows, k: int, extra=None, resume_dir=None):
-        """LightGBM folds take seconds: they restart rather than resume (``resume_dir`` unused)."""
-        from spectraforge.models.lgbm import SpectrumLGBM
-
-        rows = np.sort(train_rows)
-        X_val = np.asarray(X[val_rows])
-        X_fit, y_fit = np.asarray(X[rows], np.float32), y[rows]
-        if extra is not None and len(extra[1]):
-            X_fit, y_fit = np.concatenate([X_fit, extra[0]]), np.concatenate([y_fit, extra[1]])
-        self.model = SpectrumLGBM(self.cfg, self.wave, self.threads).fit(X_fit, y_fit, eval_set=(X_val, y[val_rows]))
-        live = _live(self.live_dir, k)
-        for loss in self.model.curve_:  # one step per boosting iteration
-            live.log_metric("val_multi_logloss", float(loss))
-            live.next_step()
-        live.end()
-        return self.model.predict_proba(X_val), self.model.predict_proba, []
-
-    def save(self, path: Path) -> str:
-        joblib.dump(self.model, path.with_suffix(".joblib"))
-        return path.with_suffix(".joblib").name
 
 
 def decide_labels(oof: np.ndarray, test: np.ndarray, y: np.ndarray, fold: np.ndarray,
@@ -194,10 +125,10 @@ def decide_labels(oof: np.ndarray, test: np.ndarray, y: np.ndarray, fold: np.nda
     return pred, decide(test, w) if len(test) else np.zeros(0, np.int64), w
 
 
-def _predict_test(predict, X_test, batch: int = 4096) -> np.ndarray:
+def _predict_test(clf: Classifier, X_test, batch: int = 4096) -> np.ndarray:
     if len(X_test) == 0:
         return np.zeros((0, len(LABELS)))
-    return np.concatenate([predict(np.asarray(X_test[i : i + batch])) for i in range(0, len(X_test), batch)])
+    return np.concatenate([clf.predict_proba(np.asarray(X_test[i : i + batch])) for i in range(0, len(X_test), batch)])
 
 
 def score_line(name: str, metrics: dict) -> str:
@@ -214,7 +145,7 @@ class FoldJob:
     """Everything one fold needs, to train here or on a cluster worker (see compute.run_jobs)."""
 
     name: str
-    learner: object  # _CNN or _LGBM, not yet fitted
+    learner: Classifier  # not yet fitted
     prepared_dir: str
     y: np.ndarray
     train_rows: np.ndarray
@@ -223,30 +154,34 @@ class FoldJob:
     extra: tuple | None
     ckpt: FoldCheckpoints
     live_root: Path
-    threads: int | None  # a CNN fold sizes TensorFlow's pools in a fresh worker process
+    threads: int  # a fresh worker process sets itself up (Classifier.configure_process)
 
 
 def run_fold_job(job: FoldJob, data=None) -> int:
     """Fit fold ``job.k``, predict its validation part and the test set, and save all of it
     (model file, learning curve, probabilities) as the fold's checkpoint. ``data``: the
     prepared arrays when running in the stage's own process; a worker memory-maps its own."""
+    clf = job.learner
     if data is None:
-        if job.threads is not None:
-            from spectraforge.training import configure_threads
-
-            configure_threads(job.threads)
+        type(clf).configure_process(job.threads)
         data = load_prepared(job.prepared_dir)
     ckpt, k = job.ckpt, job.k
     if (ckpt.epochs_dir(k) / "state.npz").exists():
         print(f"{job.name}: fold {k} resumes after its last finished epoch ({ckpt.epochs_dir(k)})")
-    val_proba, predict, fold_history = job.learner.fit_predict(
-        data.train, job.y, job.train_rows, job.val_rows, k, job.extra, resume_dir=ckpt.epochs_dir(k))
+    X_val = np.asarray(data.train[job.val_rows])
+    live = _live(job.live_root, k)
+    try:
+        clf.fit(data.train[job.train_rows], job.y[job.train_rows], val=(X_val, job.y[job.val_rows]),
+                extra=job.extra, resume_dir=ckpt.epochs_dir(k), logger=live, label=f"{job.name} fold {k}")
+    finally:
+        live.end()
+    val_proba = clf.val_proba_ if clf.val_proba_ is not None else clf.predict_proba(X_val)
     files = ckpt.files_dir(k)
-    model_file = job.learner.save(files / f"fold{k}")
+    model_file = clf.save(files / f"fold{k}")
     if (job.live_root / f"fold{k}").exists():
         shutil.copytree(job.live_root / f"fold{k}", files / "live")
-    ckpt.save(k, {"model": model_file, "history": fold_history},
-              val_proba=val_proba, test_proba=_predict_test(predict, data.test))
+    ckpt.save(k, {"model": model_file, "history": [{"fold": int(k), **h} for h in clf.history_]},
+              val_proba=val_proba, test_proba=_predict_test(clf, data.test))
     shutil.rmtree(ckpt.epochs_dir(k), ignore_errors=True)
     return k
 
@@ -262,32 +197,23 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     Dask cluster, one task per unfinished fold.
     """
     spec = spec if spec is not None else params.variants[name]
-    configs = model_configs(spec, name)
     data = load_prepared(params.prepared_dir)
+    learner = build_classifier(spec, name, wave=data.wave, threads=params.threads)
     train_meta, test_meta = data.train_meta, data.test_meta
     fold = fold_rows(train_meta, pd.read_csv(params.folds, dtype={"id": str}))
     y = label_index(train_meta["label"])
-    reports = Path(reports_dir)
-    if spec.kind == "cnn":
-        from spectraforge.training import configure_threads
-
-        from spectraforge.tfquiet import runtime_line
-
-        configure_threads(params.threads)
-        print(f"{name}: {runtime_line()}", flush=True)
-        learner = _CNN(*configs, reports / "live" / name)
-    else:
-        learner = _LGBM(configs[0], data.wave, params.threads, reports / "live" / name)
-
-    oof = np.full((len(y), len(LABELS)), np.nan)
-    test = np.zeros((len(test_meta), len(LABELS)))
-    fold_files, fold_scores, history, t0 = [], {}, [], time.perf_counter()
+    type(learner).configure_process(params.threads)
+    runtime = type(learner).runtime()
+    if runtime:
+        print(f"{name}: {runtime}", flush=True)
+    t0 = time.perf_counter()
     ids = train_meta["id"].astype(str).to_numpy()
+    config = asdict(learner.config)
     ckpt = FoldCheckpoints(f"train-{name}", {
-        "kind": spec.kind, "configs": [asdict(c) for c in configs], "threads": params.threads,
+        "kind": spec.kind, "config": config, "threads": params.threads,
         "prepared": tree_fingerprint(params.prepared_dir), "folds": file_fingerprint(params.folds),
         "extras": extras.fingerprint() if extras is not None else None})
-    live_root = reports / "live" / name
+    live_root = Path(reports_dir) / "live" / name
     ks = sorted(np.unique(fold))
     splits = {k: (np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in ks}
     # extras are drawn (and counted) for every fold, in fold order, even when a fold is restored
@@ -296,12 +222,16 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
     for k in restored:
         print(f"{name}: fold {k} restored from {ckpt.dir}")
     jobs = [FoldJob(name, learner, params.prepared_dir, y, *splits[k], int(k), extra[k], ckpt, live_root,
-                    params.threads if spec.kind == "cnn" else None) for k in ks if k not in restored]
+                    params.threads) for k in ks if k not in restored]
     on_cluster = dispatches_folds(compute)
     run_jobs(compute, run_fold_job if on_cluster else partial(run_fold_job, data=data), jobs, f"train-{name}")
+
+    oof = np.full((len(y), len(LABELS)), np.nan)
+    test = np.zeros((len(test_meta), len(LABELS)))
+    fold_files, fold_scores, history = [], {}, []
     with staged_dir(Path(models_dir) / name) as out_models:
         for k in ks:
-            train_rows, val_rows = splits[k]
+            val_rows = splits[k][1]
             saved = ckpt.load(k)
             if (saved["files"] / "live").exists():
                 shutil.copytree(saved["files"] / "live", live_root / f"fold{k}", dirs_exist_ok=True)
@@ -316,35 +246,19 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
             fold_scores[f"fold{k}_macro_f1"] = macro_f1(y[fold == k], pred[fold == k])
         manifest = {
             "name": name, "kind": spec.kind, "folds": fold_files, "labels": list(LABELS),
-            "wave": data.wave.tolist(), "prepare": prepare_params or {},
-            "config": [asdict(c) for c in configs], "decision_weights": weights.tolist(),
+            "wave": data.wave.tolist(), "prepare": prepare_params or {}, "config": config,
+            "decision_weights": weights.tolist(),
         }
         atomic_write_json(out_models / "manifest.json", manifest, indent=1)
 
     with staged_dir(Path(predictions_dir) / name) as pred_dir:
-        oof_df = pd.DataFrame(oof, columns=PROBA_COLUMNS)
-        oof_df.insert(0, "label", train_meta["label"].to_numpy())
-        oof_df.insert(0, "fold", fold)
-        oof_df.insert(0, "id", ids)
-        oof_df["type"] = [LABELS[i] for i in pred]  # the decided label (the report scores it)
-        oof_df.to_parquet(pred_dir / "oof.parquet", index=False)
-        test_df = pd.DataFrame(test, columns=PROBA_COLUMNS)
-        test_df.insert(0, "id", test_meta["id"].astype(str).to_numpy())
-        test_df["type"] = [LABELS[i] for i in test_pred]
-        test_df.to_parquet(pred_dir / "test.parquet", index=False)
-
-    metrics = {**scores(y, pred), **fold_scores, "argmax_macro_f1": macro_f1(y, oof.argmax(axis=1))}
-    metrics.update({f"decision_weight_{c}": float(w) for c, w in zip(LABELS, weights)})
-    if extras is not None:
-        metrics.update(extras.summary())
-    cm = confusion(y, pred)
-    metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
-    metrics.update({"n_train": int(len(y)), "n_test": int(len(test_meta)), "seconds": time.perf_counter() - t0})
-    with staged_dir(reports / "plots" / name) as plots:
-        pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in pred]}).to_csv(
-            plots / "confusion.csv", index=False)
-        if history:
-            pd.DataFrame(history).to_csv(plots / "history.csv", index=False)
-    atomic_write_json(reports / "metrics" / f"{name}.json", metrics)
+        # the decided labels as a `type` column (the report scores it); the probabilities as they are
+        write_predictions(pred_dir, ids, fold, train_meta["label"].to_numpy(), oof,
+                          test_meta["id"].astype(str).to_numpy(), test,
+                          oof_type=[LABELS[i] for i in pred], test_type=[LABELS[i] for i in test_pred])
+    metrics = {**scores(y, pred), **fold_scores, "argmax_macro_f1": macro_f1(y, oof.argmax(axis=1)),
+               **{f"decision_weight_{c}": float(w) for c, w in zip(LABELS, weights)},
+               **(extras.summary() if extras is not None else {})}
+    write_scores(reports_dir, name, y, pred, metrics, len(test_meta), history, seconds=time.perf_counter() - t0)
     ckpt.clear()
     return metrics

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import label_index  # noqa: F401  (re-exported: folds and stages use it from here)
 
 
 @dataclass
@@ -42,15 +42,6 @@ def load_prepared(out_dir: str | Path = "data/prepared") -> Prepared:
     )
 
 
-def label_index(labels) -> np.ndarray:
-    """Class names → integer codes in LABELS order (star, galaxy, qso, unknown)."""
-    lookup = {name: i for i, name in enumerate(LABELS)}
-    try:
-        return np.array([lookup[x] for x in labels], dtype=np.int64)
-    except KeyError as exc:
-        raise ValueError(f"unknown label {exc.args[0]!r}; valid labels: {', '.join(LABELS)}") from None
-
-
 def make_folds(train_meta: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     """Stratified K folds grouped by object: every observation of an object lands in one fold.
 
@@ -72,3 +63,21 @@ def make_folds(train_meta: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
         "label": train_meta["label"].to_numpy(),
         "fold": fold,
     })
+
+
+def fold_rows(train_meta: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
+    """Fold number of every prepared training row (rows follow train_meta order)."""
+    by_id = dict(zip(folds["id"].astype(str), folds["fold"].astype(int)))
+    ids = train_meta["id"].astype(str)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"folds: {len(missing)} prepared ids have no fold (first: {missing[0]}); rerun `dvc repro folds`")
+    return np.array([by_id[i] for i in ids], dtype=np.int64)
+
+
+def check_no_leak(val_ids, fit_ids, parents, where: str) -> None:
+    """Raise if any validation id was fitted on or lent a synthetic spectrum its residual."""
+    val = set(map(str, val_ids))
+    leaked = val.intersection(map(str, fit_ids)) | val.intersection(map(str, parents))
+    if leaked:
+        raise AssertionError(f"{where}: validation spectra reached the generator: {sorted(leaked)[:3]}")

@@ -19,26 +19,29 @@ For the test set, each combiner is refitted on all OOF rows and applied to the f
 test probabilities of the variants; the decision weights are retuned on all (honest) OOF rows.
 
 Outputs: data/ensemble/{oof,test}.parquet (p_* of the chosen combiner, ``type`` the final
-label), data/ensemble/combiner.joblib (what ``spectraforge predict`` applies),
+label), data/ensemble/combiner.json + combiner.npz (what ``spectraforge predict`` applies;
+no pickle: the combiner's arrays and settings only),
 reports/metrics/ensemble.json, reports/plots/ensemble/confusion.csv.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from spectraforge.io.spectrum import LABELS
 from spectraforge.decision import bagged_decision_weights, decide, nested_decision, tune_decision_weights  # noqa: F401
-from spectraforge.metrics import confusion, macro_f1, scores
+from spectraforge.labels import LABELS, PROBA_COLUMNS
+from spectraforge.metrics import macro_f1, scores
 from spectraforge.outputs import atomic_write_json, staged_dir
 from spectraforge.params import require
+from spectraforge.predictions import write_predictions, write_scores
+from spectraforge.safeload import PICKLE_SUFFIXES, ModelFileError, unpickle
 
 K = len(LABELS)
-PROBA = [f"p_{c}" for c in LABELS]
+PROBA = PROBA_COLUMNS
 METHODS = ("average", "stack")
 EPS = 1e-6
 
@@ -145,6 +148,10 @@ class WeightedAverage:
     def predict(self, P: np.ndarray) -> np.ndarray:
         return np.tensordot(self.weights, P, axes=1)
 
+    def state(self) -> tuple[dict, dict]:
+        """(JSON settings, arrays) that :func:`combiner_from_state` rebuilds it from."""
+        return {"method": "average"}, {"weights": self.weights}
+
 
 def _stack_features(P: np.ndarray) -> np.ndarray:
     """(M, n, K) probabilities → (n, M·K) log-probabilities."""
@@ -157,8 +164,7 @@ class Stacker:
     def __init__(self, kind: str = "logistic", C: float = 1.0, seed: int = 0, threads: int = 2):
         self.kind, self.C, self.seed, self.threads = kind, C, seed, threads
 
-    def fit(self, P: np.ndarray, y: np.ndarray) -> "Stacker":
-        X = _stack_features(P)
+    def _new_model(self) -> None:
         if self.kind == "logistic":
             from sklearn.linear_model import LogisticRegression
             from sklearn.pipeline import make_pipeline
@@ -170,6 +176,10 @@ class Stacker:
 
             self.model = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=7, min_child_samples=10,
                                             random_state=self.seed, n_jobs=self.threads, verbose=-1)
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "Stacker":
+        X = _stack_features(P)
+        self._new_model()
         self.model.fit(X, y)
         self.classes_ = np.asarray(self.model.classes_)
         return self
@@ -178,6 +188,60 @@ class Stacker:
         out = np.zeros((P.shape[1], K))
         out[:, self.classes_] = self.model.predict_proba(_stack_features(P))
         return out
+
+    def state(self) -> tuple[dict, dict]:
+        """(JSON settings, arrays) that :func:`combiner_from_state` rebuilds it from: the fitted
+        scaler's and logistic regression's arrays, or the LightGBM booster's text."""
+        meta = {"method": "stack", "kind": self.kind, "C": self.C, "seed": self.seed, "threads": self.threads}
+        arrays = {"classes": self.classes_}
+        if self.kind == "logistic":
+            scaler, logistic = self.model.steps[0][1], self.model.steps[-1][1]
+            arrays.update({f"scaler_{n}": getattr(scaler, f"{n}_") for n in _SCALER})
+            arrays.update({f"logistic_{n}": getattr(logistic, f"{n}_") for n in _LOGISTIC})
+        else:
+            arrays["booster"] = np.frombuffer(self.model.booster_.model_to_string().encode(), np.uint8)
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict) -> "Stacker":
+        self = cls(meta["kind"], meta["C"], meta["seed"], meta["threads"])
+        self.classes_ = arrays["classes"]
+        if self.kind == "logistic":  # fitted sklearn estimators again, so predict runs the same code
+            self._new_model()
+            scaler, logistic = self.model.steps[0][1], self.model.steps[-1][1]
+            for n in _SCALER:
+                setattr(scaler, f"{n}_", arrays[f"scaler_{n}"])
+            for n in _LOGISTIC:
+                setattr(logistic, f"{n}_", arrays[f"logistic_{n}"])
+            scaler.n_features_in_ = logistic.n_features_in_ = int(arrays["scaler_mean"].size)
+        else:
+            import lightgbm as lgb
+
+            self.model = _BoosterProba(lgb.Booster(model_str=arrays["booster"].tobytes().decode()))
+        return self
+
+
+_SCALER = ("mean", "scale", "var", "n_samples_seen")
+_LOGISTIC = ("coef", "intercept", "classes", "n_iter")
+
+
+class _BoosterProba:
+    """A loaded LightGBM stacker: predict_proba over the classes it was fitted on."""
+
+    def __init__(self, booster):
+        self.booster = booster
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        proba = self.booster.predict(X)
+        return np.vstack((1.0 - proba, proba)).T if proba.ndim == 1 else proba
+
+
+def combiner_from_state(meta: dict, arrays: dict):
+    if meta["method"] == "average":
+        combiner = WeightedAverage()
+        combiner.weights = arrays["weights"]
+        return combiner
+    return Stacker.from_state(meta, arrays)
 
 
 @dataclass
@@ -196,6 +260,38 @@ class FittedEnsemble:
             raise ValueError(f"the ensemble needs the models of {', '.join(missing)}")
         P = self.combiner.predict(np.stack([per_variant[n] for n in self.inputs]))
         return P, decide(P, self.weights)
+
+    def save(self, folder: Path) -> None:
+        """``combiner.json`` (inputs, labels, the combiner's settings) and ``combiner.npz``
+        (decision weights and the combiner's arrays): nothing a load would execute."""
+        meta, arrays = self.combiner.state()
+        atomic_write_json(Path(folder) / "combiner.json",
+                          {"inputs": list(self.inputs), "labels": list(LABELS), "combiner": meta})
+        with open(Path(folder) / "combiner.npz", "wb") as fh:
+            np.savez(fh, decision_weights=self.weights, **arrays)
+
+    @classmethod
+    def load(cls, path) -> "FittedEnsemble":
+        """From ``combiner.json`` (its arrays in ``combiner.npz`` beside it)."""
+        path = Path(path)
+        try:
+            info = json.loads(path.read_text())
+            with np.load(path.with_suffix(".npz"), allow_pickle=False) as z:
+                arrays = {n: z[n] for n in z.files}
+            if info["labels"] != list(LABELS):
+                raise ValueError(f"label order {info['labels']} differs from {list(LABELS)}")
+            return cls(list(info["inputs"]), combiner_from_state(info["combiner"], arrays), arrays["decision_weights"])
+        except Exception as exc:
+            raise ModelFileError(f"{path}: cannot load the ensemble's combiner ({type(exc).__name__}: {exc})") from exc
+
+
+def load_combiner(path, allow_pickle: bool = False) -> FittedEnsemble:
+    """The ensemble stage's fitted combiner: ``combiner.json``, or an older ``combiner.joblib``
+    pickle only with ``allow_pickle`` (loading a pickle can run code)."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return unpickle(path, allow_pickle)
+    return FittedEnsemble.load(path)
 
 
 def make_combiner(params: EnsembleParams, method: str):
@@ -238,29 +334,9 @@ def run_ensemble(params: EnsembleParams, out_dir="data/ensemble", reports_dir="r
         w = np.ones(K)
         oof_pred, test_pred = P_oof.argmax(axis=1), P_test.argmax(axis=1)
     metrics.update(scores(y, oof_pred, seed=params.seed))
-    cm = confusion(y, oof_pred)
-    metrics.update({f"confusion_{a}_{b}": int(cm[i, j]) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS)})
-    metrics.update({"n_train": int(len(y)), "n_test": int(len(lv.test_ids))})
-
     with staged_dir(out_dir) as out:
-        _write_predictions(out, lv, y, fold, P_oof, oof_pred, P_test, test_pred)
-        joblib.dump(FittedEnsemble(lv.names, finals[params.method], w), out / "combiner.joblib")
-    reports = Path(reports_dir)
-    with staged_dir(reports / "plots" / "ensemble") as plots:
-        pd.DataFrame({"actual": [LABELS[i] for i in y], "predicted": [LABELS[i] for i in oof_pred]}).to_csv(
-            plots / "confusion.csv", index=False)
-    atomic_write_json(reports / "metrics" / "ensemble.json", metrics)
+        write_predictions(out, lv.ids, fold, [LABELS[i] for i in y], P_oof, lv.test_ids, P_test,
+                          oof_type=[LABELS[i] for i in oof_pred], test_type=[LABELS[i] for i in test_pred])
+        FittedEnsemble(lv.names, finals[params.method], w).save(out)
+    write_scores(reports_dir, "ensemble", y, oof_pred, metrics, len(lv.test_ids))
     return metrics
-
-
-def _write_predictions(out: Path, lv: Level1, y, fold, P_oof, oof_pred, P_test, test_pred) -> None:
-    oof = pd.DataFrame(P_oof, columns=PROBA)
-    oof.insert(0, "label", [LABELS[i] for i in y])
-    oof.insert(0, "fold", fold)
-    oof.insert(0, "id", lv.ids)
-    oof["type"] = [LABELS[i] for i in oof_pred]
-    oof.to_parquet(out / "oof.parquet", index=False)
-    test = pd.DataFrame(P_test, columns=PROBA)
-    test.insert(0, "id", lv.test_ids)
-    test["type"] = [LABELS[i] for i in test_pred]
-    test.to_parquet(out / "test.parquet", index=False)

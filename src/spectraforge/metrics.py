@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 K = len(LABELS)
 

@@ -41,6 +41,11 @@ def atomic_write_json(path, obj, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
+def write_metrics(counts: dict, path) -> Path:
+    """A stage's flat metrics JSON (sorted keys), for ``dvc metrics``."""
+    return atomic_write_text(path, json.dumps(counts, indent=2, sort_keys=True) + "\n")
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 
 class ParamsError(ValueError):
@@ -70,7 +71,7 @@ class MockParams:
     seed: int = 2018
     n_train: int = 6000
     n_test: int = 2000
-    class_mix: dict = field(
+    class_mix: dict[str, float] = field(
         default_factory=lambda: {"star": 0.80, "unknown": 0.13, "galaxy": 0.05, "qso": 0.02}
     )
     fits_fraction: float = 0.1  # share of training spectra written as LAMOST FITS, not Tianchi txt
@@ -196,8 +197,59 @@ STAGE_SECTIONS = ("mock", "prepare", "folds", "train", "generate", "augment", "e
                   "compute")
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+               list: "a list", tuple: "a list"}
+
+
+def check_type(value, hint, key: str):
+    """``value`` as the field annotation ``hint`` asks, or a :class:`ParamsError` naming ``key``.
+
+    int is a real integer (not a bool, float or string), float accepts an integer (returned
+    as given), bool only true/false; ``X | None`` also accepts null; ``list[X]`` and
+    ``dict[K, V]`` check every item; a dataclass is built from its mapping. Other annotations
+    (arrays, callables) are not params values and pass unchecked.
+    """
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, key)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            try:
+                return check_type(value, option, key)
+            except ParamsError as exc:  # the right kind of value, wrong inside: say where
+                if str(exc).startswith((f"params: {key}.", f"params: {key}[")):
+                    raise
+        wanted = " or ".join(_TYPE_NAMES.get(typing.get_origin(a) or a, getattr(a, "__name__", str(a)))
+                             for a in options)
+        raise ParamsError(f"params: {key}: expected {wanted}{' or null' if type(None) in args else ''}, "
+                          f"got {_shown(value)}")
+    base = origin or hint
+    if base not in _TYPE_NAMES:
+        return value
+    ok = (isinstance(value, bool) if base is bool
+          else isinstance(value, int) and not isinstance(value, bool) if base is int
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if base is float
+          else isinstance(value, (list, tuple)) if base in (list, tuple)
+          else isinstance(value, base))
+    if not ok:
+        raise ParamsError(f"params: {key}: expected {_TYPE_NAMES[base]}, got {_shown(value)}")
+    if base is list and args:
+        return [check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if base is dict and len(args) == 2:
+        return {check_type(k, args[0], f"{key}.{k}"): check_type(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def _shown(value) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
 def build_dataclass(cls, data, key: str):
-    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys with suggestions."""
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys with suggestions and
+    values of the wrong type (:func:`check_type`, from the field annotations)."""
     if not isinstance(data, dict):
         raise ParamsError(f"params: {key}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -210,14 +262,7 @@ def build_dataclass(cls, data, key: str):
             raise ParamsError(
                 f"params: {key}.{name}: unknown key{hint}; valid keys: {', '.join(fields)}"
             )
-        hint_t = hints[name]
-        if dataclasses.is_dataclass(hint_t):
-            value = build_dataclass(hint_t, value, f"{key}.{name}")
-        elif hint_t == list[InputSpec]:
-            if not isinstance(value, list):
-                raise ParamsError(f"params: {key}.inputs: expected a list of inputs")
-            value = [build_dataclass(InputSpec, v, f"{key}.inputs[{i}]") for i, v in enumerate(value)]
-        kwargs[name] = value
+        kwargs[name] = check_type(value, hints[name], f"{key}.{name}")
     missing = [
         n for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

@@ -6,7 +6,7 @@ in place). Each spectrum goes through the same reading and preprocessing as in `
 (grid and normalisation come from the models' manifest), then every fold model of every
 variant in the models folder; the probabilities are averaged over folds, then combined over
 variants by the ensemble stage's fitted combiner and decision weights
-(``data/ensemble/combiner.joblib``) when it is there and all its inputs are in the models
+(``data/ensemble/combiner.json``) when it is there and all its inputs are in the models
 folder, else averaged.
 
 Every input is accounted for: it is a row of the output CSV, or a row of ``<out>.errors.csv``
@@ -23,6 +23,10 @@ the models; the CNN folds of a variant run as one compiled function on fixed-siz
 batches (traced once), LightGBM folds share the hand-made features of a block of spectra;
 rows are written to the CSV block by block. Nothing but the current blocks grows with the
 number of inputs.
+
+Nothing read from a models folder can run code: fold files must lie inside the folder, each
+kind is loaded from its own format (Keras in safe mode, LightGBM text in an npz, JSON + npz
+for the combiner), and a pickle is refused unless the user passes ``--allow-pickle``.
 """
 from __future__ import annotations
 
@@ -36,12 +40,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 from tqdm.auto import tqdm
 
+from spectraforge.ensemble import load_combiner
 from spectraforge.io import SpectrumReadError, scan_unindexed
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
+from spectraforge.models.registry import load_fold, read_manifest
+from spectraforge.safeload import ModelFileError
 from spectraforge.params import GridParams, InputSpec
 from spectraforge.prepare import NOT_A_SPECTRUM, Chunk, _process_chunk, file_kind, walk_files
 from spectraforge.preprocess import make_grid
@@ -50,17 +56,6 @@ OUTPUT_COLUMNS = ["id", "type", *(f"p_{c}" for c in LABELS), "file"]
 ERROR_COLUMNS = ["file", "reason"]
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local header, or the end record of an empty zip
 STDERR_LINES = 20  # skipped inputs named on stderr; the rest only in the errors file
-
-
-def load_model(path: Path, kind: str):
-    """One fold model from its file: the only place that knows the on-disk formats."""
-    if kind == "cnn":
-        import keras
-
-        import spectraforge.models.cnn  # noqa: F401  registers the custom layers
-
-        return keras.models.load_model(path, compile=False)
-    return joblib.load(path)
 
 
 # ------------------------------------------------------------------------------------- listing
@@ -322,6 +317,7 @@ class LGBMFolds:
 
     def __call__(self, flux: np.ndarray) -> dict:
         from spectraforge.features import handmade_features
+        from spectraforge.models.base import class_columns
 
         clock = self.clock
         with clock("features"):
@@ -336,16 +332,16 @@ class LGBMFolds:
             probs = []
             for m in folds:
                 with clock("features"):
-                    key = (m.cfg.n_windows, np.asarray(m.wave).tobytes())
+                    key = (m.config.n_windows, np.asarray(m.wave).tobytes())
                     if key not in shared:
-                        shared[key] = handmade_features(flux, m.wave, m.cfg.n_windows)
+                        shared[key] = handmade_features(flux, m.wave, m.config.n_windows)
                     X = (shared[key] if m.pca is None
                          else np.concatenate([shared[key], self._pca(m, flux, projected)], axis=1))
                 with clock("lgbm"):
-                    proba = m.model.predict_proba(X, num_threads=self.threads)
-                    p = np.zeros((len(proba), len(LABELS)), np.float64)
-                    p[:, m.model.classes_] = proba
-                    probs.append(p)
+                    proba = m.booster.predict(X, num_threads=self.threads)
+                    if proba.ndim == 1:  # a two-class fold: P(second class) only
+                        proba = np.vstack((1.0 - proba, proba)).T
+                    probs.append(class_columns(proba, m.classes, len(LABELS)))
             out[name] = np.mean(probs, axis=0)
         return out
 
@@ -353,7 +349,8 @@ class LGBMFolds:
 class FoldEnsemble:
     """Every fold model of every variant under ``models_dir``; predict = mean over folds, then variants."""
 
-    def __init__(self, models_dir: str | Path, threads: int = 2, batch_size: int = 256):
+    def __init__(self, models_dir: str | Path, threads: int = 2, batch_size: int = 256,
+                 allow_pickle: bool = False):
         models_dir = Path(models_dir)
         manifests = ([models_dir / "manifest.json"] if (models_dir / "manifest.json").exists()
                      else sorted(models_dir.glob("*/manifest.json")))
@@ -361,10 +358,10 @@ class FoldEnsemble:
             raise FileNotFoundError(f"{models_dir}: no trained models (manifest.json); run `dvc repro` first")
         self.variants = []
         for m in manifests:
-            info = json.loads(m.read_text())
-            if info["labels"] != list(LABELS):
-                raise ValueError(f"{m}: label order {info['labels']} differs from {list(LABELS)}")
-            self.variants.append((info, [load_model(m.parent / f, info["kind"]) for f in info["folds"]]))
+            info = read_manifest(m)
+            if info.get("labels") != list(LABELS):
+                raise ModelFileError(f"{m}: label order {info.get('labels')} differs from {list(LABELS)}")
+            self.variants.append((info, [load_fold(m.parent, f, info["kind"], allow_pickle) for f in info["folds"]]))
         prep = [json.dumps(info.get("prepare", {}), sort_keys=True) for info, _ in self.variants]
         if len(set(prep)) != 1:
             raise ValueError(f"{models_dir}: variants were trained on differently prepared data: {sorted(set(prep))}")
@@ -379,29 +376,22 @@ class FoldEnsemble:
         self._cnn: dict | None = None
         self._lgbm: LGBMFolds | None = None
 
-    # one model at a time: the reference path (augment's confidence filter, tests)
-    _load = staticmethod(load_model)
-
     @staticmethod
-    def predict_one(model, kind: str, flux: np.ndarray) -> np.ndarray:
-        """Class probabilities of one fold model of the given kind."""
-        if kind == "cnn":
-            from spectraforge.training import predict_proba
-
-            return np.asarray(predict_proba(model, flux), np.float64)
-        return model.predict_proba(flux)
+    def predict_one(model, flux: np.ndarray) -> np.ndarray:
+        """Class probabilities (float64) of one fold model (any registered classifier)."""
+        return np.asarray(model.predict_proba(flux), np.float64)
 
     def per_variant_reference(self, flux: np.ndarray) -> dict:
         """{variant: mean over folds}, one model and one call at a time (what predict did before
         the batched path; kept as the reference the tests compare against)."""
-        return {info["name"]: np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
+        return {info["name"]: np.mean([self.predict_one(m, flux) for m in models], axis=0)
                 for info, models in self.variants}
 
     def _runners(self):
         if self._cnn is None:
             from spectraforge.models.lgbm import SpectrumLGBM
 
-            self._cnn = {info["name"]: CNNFolds(models, self.batch_size)
+            self._cnn = {info["name"]: CNNFolds([m.model for m in models], self.batch_size)
                          for info, models in self.variants if info["kind"] == "cnn"}
             self._lgbm = LGBMFolds({info["name"]: models for info, models in self.variants
                                     if info["kind"] != "cnn" and all(isinstance(m, SpectrumLGBM) for m in models)},
@@ -417,7 +407,7 @@ class FoldEnsemble:
         with self.clock("other models"):
             for info, models in self.variants:  # kinds without a batched path
                 if info["name"] not in out:
-                    out[info["name"]] = np.mean([self.predict_one(m, info["kind"], flux) for m in models], axis=0)
+                    out[info["name"]] = np.mean([self.predict_one(m, flux) for m in models], axis=0)
         return {info["name"]: out[info["name"]] for info, _ in self.variants}
 
     def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
@@ -497,13 +487,14 @@ class PredictSummary:
 
 
 def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
-            combiner_path: str | Path | None = None, threads: int | None = None,
+            combiner_path: str | Path | None = None, threads: int | None = None, allow_pickle: bool = False,
             chunk_size: int = 256, block_rows: int = 1024, in_flight: int | None = None) -> PredictSummary:
     """Classify every spectrum in ``paths``; writes ``out_csv`` and, if any input was not
     classified, ``<out>.errors.csv`` (file, reason). Returns the counts and where the time went.
 
-    ``combiner_path``: the ensemble stage's ``combiner.joblib``; the variants it blends must be
-    under ``models_dir``. Without it the variants' probabilities are averaged.
+    ``combiner_path``: the ensemble stage's ``combiner.json``; the variants it blends must be
+    under ``models_dir``. Without it the variants' probabilities are averaged. Only fold
+    models inside ``models_dir`` are read, and no pickle unless ``allow_pickle``.
     ``n_jobs``: reader processes (>= 1), which read while this process runs the models;
     ``threads``: TensorFlow's and LightGBM's threads in this process (default: all cores).
     ``chunk_size`` spectra per reader task, ``block_rows`` spectra per model call, at most
@@ -526,10 +517,10 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
     results = OrderedPool(read_chunk, iter_chunks(paths, chunk_size, problems), int(n_jobs), in_flight,
                           wave, normalise)
     configure_threads_if_possible(threads)
-    ensemble = FoldEnsemble(models_dir, threads=threads)
+    ensemble = FoldEnsemble(models_dir, threads=threads, allow_pickle=allow_pickle)
     if not np.array_equal(ensemble.wave, wave) or ensemble.normalise != normalise:
         raise ValueError(f"{models_dir}: variants were trained on differently prepared data")
-    combiner = joblib.load(combiner_path) if combiner_path else None
+    combiner = load_combiner(combiner_path, allow_pickle) if combiner_path else None
     ensemble._runners()
     clock = ensemble.clock
     clock.wall["startup"], clock.cpu["startup"] = time.perf_counter() - t_start, time.process_time() - c_start

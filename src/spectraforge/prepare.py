@@ -15,7 +15,6 @@ benchmarks/scale.py).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from spectraforge.io import (
     scan_tianchi,
 )
 from spectraforge.io.spectrum import clip_reason
+from spectraforge.outputs import write_metrics  # noqa: F401  (re-exported for the stage scripts)
 from spectraforge.params import InputSpec, PrepareParams
 from spectraforge.preprocess import PreprocessError, estimate_snr, make_grid, preprocess
 
@@ -327,9 +327,3 @@ def map_chunks(params: PrepareParams, chunks: list[Chunk], grid_wave: np.ndarray
         yield from Parallel(n_jobs=params.n_jobs if local else -1, return_as="generator")(
             delayed(_process_chunk)(c, grid_wave, params.normalise, params.max_bad_fraction) for c in chunks
         )
-
-
-def write_metrics(counts: dict, path: str | Path) -> None:
-    from spectraforge.outputs import atomic_write_text
-
-    atomic_write_text(path, json.dumps(counts, indent=2, sort_keys=True) + "\n")

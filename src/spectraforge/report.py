@@ -38,8 +38,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from spectraforge.data import label_index
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS, label_index
 from spectraforge.metrics import f1_batch, macro_f1, per_class_f1
 from spectraforge.outputs import atomic_write_text, git_revision
 
@@ -447,3 +446,11 @@ def load_report_params(path="params.yaml") -> ReportParams:
     from spectraforge.params import load_section
 
     return load_section("report", path, ReportParams)
+
+
+def generator_names(path="params.yaml") -> list:
+    """``generate.generators``: the generators whose outputs the report shows (the generate
+    stage checks their settings; the report needs only the names)."""
+    from spectraforge.params import load_params
+
+    return list((load_params(path).get("generate") or {}).get("generators") or [])

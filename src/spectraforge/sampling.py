@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 K = len(LABELS)
 

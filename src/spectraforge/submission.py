@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 from spectraforge.outputs import atomic_write_json, atomic_write_text, git_revision
 
 HEADER = ["id", "type"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 K = len(LABELS)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from spectraforge.generative.base import Synthetic
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 METHODS = ("oversample", "noise")
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectraforge.data import label_index, load_prepared
+from spectraforge.data import check_no_leak, label_index, load_prepared  # check_no_leak: re-exported
 from spectraforge.generative.base import SpectrumGenerator, make_space
 from spectraforge.generative.resample import METHODS as RESAMPLE_KINDS
 from spectraforge.generative.resample import ResampleGenerator
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 from spectraforge.outputs import atomic_write_json, staged_dir
 from spectraforge.params import build_dataclass, load_with_variants, require, require_variants
 
@@ -87,7 +87,7 @@ class GenerateParams:
     threads: int = 2
     seed: int = 2018
     target_mode: str = "ratio"  # ratio: × the fold's majority-class count | count: absolute
-    target: dict = field(default_factory=lambda: {"galaxy": 0.25, "qso": 0.25})
+    target: dict[str, float] = field(default_factory=lambda: {"galaxy": 0.25, "qso": 0.25})
     min_train: int = 5  # a target class with fewer training spectra in a fold is skipped (and reported)
     quality: QualityParams = field(default_factory=QualityParams)
     variants: dict = field(default_factory=dict)
@@ -152,14 +152,6 @@ def sample_counts(y_train: np.ndarray, target: dict, mode: str, min_train: int =
     return out, skipped
 
 
-def check_no_leak(val_ids, fit_ids, parents, where: str) -> None:
-    """Raise if any validation id was fitted on or lent a synthetic spectrum its residual."""
-    val = set(map(str, val_ids))
-    leaked = val.intersection(map(str, fit_ids)) | val.intersection(map(str, parents))
-    if leaked:
-        raise AssertionError(f"{where}: validation spectra reached the generator: {sorted(leaked)[:3]}")
-
-
 def _ids(name: str, seed: int, c: int, n: int) -> np.ndarray:
     return np.array([f"syn-{name}-s{seed}-{LABELS[c]}-{i:06d}" for i in range(n)])
 
@@ -173,7 +165,7 @@ def run_generate(name: str, params: GenerateParams, out_root="data/synthetic", r
     data = load_prepared(params.prepared_dir)
     train_meta = data.train_meta
     folds = pd.read_csv(params.folds, dtype={"id": str})
-    from spectraforge.crossval import fold_rows
+    from spectraforge.data import fold_rows
 
     fold = fold_rows(train_meta, folds)
     y = label_index(train_meta["label"])
@@ -207,7 +199,7 @@ def generate_fold_job(job: GenerateFoldJob, data=None) -> dict:
     the prepared arrays in the stage's own process; on a cluster worker it memory-maps its own
     (and sizes TensorFlow's pools first)."""
     if data is None:
-        from spectraforge.training import configure_threads
+        from spectraforge.threads import configure_threads
 
         configure_threads(job.params.threads)
         data = load_prepared(job.params.prepared_dir)

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LABELS = ("star", "galaxy", "qso", "unknown")
+from spectraforge.labels import LABELS  # noqa: F401  re-exported: readers return labels in this vocabulary
+
 MAX_REASON = 300  # characters: a reason is one line for a person, whatever the bytes it quotes
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from spectraforge.io import Spectrum, write_lamost_fits, write_tianchi
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 from spectraforge.mock.simulate import simulate
 from spectraforge.params import MockParams
 from spectraforge.preprocess import make_grid, to_grid

@@ -1,4 +1,6 @@
-"""Classifiers: the Conv1D residual network (``cnn``) and its losses (``losses``).
+"""Classifiers behind one interface (``base.Classifier``) and registry (``registry.CLASSIFIERS``):
+the Conv1D residual network (``cnn``, trained by ``cnn_classifier``) and its losses
+(``losses``), LightGBM on features (``lgbm``).
 
 Names are resolved lazily so that importing a sibling module (e.g. a tabular baseline)
 does not pull in TensorFlow.
@@ -8,6 +10,7 @@ import importlib
 _EXPORTS = {
     "CNNConfig": "cnn", "build_cnn": "cnn", "embedding_model": "cnn",
     "macro_f1_loss": "losses", "get_loss": "losses", "LOSSES": "losses",
+    "Classifier": "base", "CLASSIFIERS": "registry", "classifier_class": "registry",
 }
 __all__ = list(_EXPORTS)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 
 MIXED_POLICY = "mixed_bfloat16"
 NORMS = ("none", "batch")

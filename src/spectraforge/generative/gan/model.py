@@ -26,7 +26,7 @@ from spectraforge.generative.gan.training import (
     adam,
     langevin_refine,
 )
-from spectraforge.io.spectrum import LABELS
+from spectraforge.labels import LABELS
 from spectraforge.params import ParamsError, build_dataclass, require
 
 PENALTY_CHOICES = ("auto",) + L.PENALTIES
