@@ -63,7 +63,13 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--overhead", action="store_true")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last run's CSV")
     args = ap.parse_args()
+    if args.plot_only:
+        table = pd.read_csv(OUT / "learning_curve.csv")
+        plot(table, (table["lgbm_macro_f1"].iloc[0], table["lgbm_macro_f1_decided"].iloc[0]),
+             OUT / "learning_curve.png", len(args.folds.split(",")))
+        return
 
     import yaml
 
@@ -157,11 +163,15 @@ def main() -> None:
              "`decided`: with the nested-CV decision weights).", "",
              "| network | batches per fold | macro-F1 argmax | macro-F1 decided | s per fold |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['batches']} | {r['macro_f1']:.4f} | {r['macro_f1_decided']:.4f} "
+        lines.append(f"| {r['variant']} | {r['batches']} | {r['macro_f1']:.4f} | {fmt(r['macro_f1_decided'])} "
                      f"| {r['seconds_per_fold']:.0f} |")
-    lines.append(f"| LightGBM (same folds) | — | {lgbm[0]:.4f} | {lgbm[1]:.4f} | {lgbm_secs:.0f} |")
+    lines.append(f"| LightGBM (same folds) | — | {lgbm[0]:.4f} | {fmt(lgbm[1])} | {lgbm_secs:.0f} |")
     lines += ["", "![learning curve](results/learning_curve.png)"]
     publish("learning-curve", lines, write=not args.no_write)
+
+
+def fmt(x: float) -> str:
+    return "—" if np.isnan(x) else f"{x:.4f}"  # decided: needs two folds or more
 
 
 def plot(table: pd.DataFrame, lgbm, path: Path, n_folds: int) -> None:
@@ -178,8 +188,11 @@ def plot(table: pd.DataFrame, lgbm, path: Path, n_folds: int) -> None:
                     label=f"CNN {variant} (decision weights)")
     ax.axhline(lgbm[0], color="k", lw=1, label="LightGBM (argmax)")
     ax.set_xscale("log")
+    budgets = sorted(table["batches"].unique())
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
     ax.set_xlabel("batches per fold")
-    ax.set_ylabel(f"OOF macro-F1 ({n_folds} folds)")
+    ax.set_ylabel(f"OOF macro-F1 ({n_folds} fold{'s' if n_folds > 1 else ''})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

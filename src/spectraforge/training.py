@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from spectraforge.metrics import macro_f1
+from spectraforge.params import require
 from spectraforge.models.cnn import CNNConfig, build_cnn
 from spectraforge.models.losses import LOSSES, macro_f1_loss
 from spectraforge.sampling import (
@@ -60,10 +61,9 @@ class PhaseConfig:
     loss: str
 
     def validate(self, key: str) -> None:
-        if self.epochs < 0 or self.steps < 1 or not self.lr > 0:
-            raise ValueError(f"{key}: need epochs >= 0, steps >= 1, lr > 0, got {self}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"{key}.loss: '{self.loss}' is not one of: {', '.join(LOSSES)}")
+        require(self.epochs >= 0 and self.steps >= 1 and self.lr > 0, key,
+                f"need epochs >= 0, steps >= 1, lr > 0, got {self}")
+        require(self.loss in LOSSES, f"{key}.loss", f"'{self.loss}' is not one of: {', '.join(LOSSES)}")
 
 
 SCHEDULES = ("constant", "cosine")
@@ -102,25 +102,21 @@ class TrainConfig:
     verbose: int = 0
 
     def validate(self, key: str = "train") -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"{key}.batch_size: must be >= 1, got {self.batch_size}")
+        require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         try:
             batch_counts(self.shares, self.batch_size)
         except ValueError as exc:
-            raise ValueError(f"{key}.shares: {exc}") from None
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"{key}.patience: must be >= 1 or None, got {self.patience}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"{key}.schedule: '{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
-        if not (0.0 <= self.warmup < 1.0 and 0.0 <= self.final_lr <= 1.0):
-            raise ValueError(f"{key}: need 0 <= warmup < 1 and 0 <= final_lr <= 1, got "
-                             f"warmup={self.warmup}, final_lr={self.final_lr}")
-        if self.eval_batch_size < 1:
-            raise ValueError(f"{key}.eval_batch_size: must be >= 1, got {self.eval_batch_size}")
+            require(False, f"{key}.shares", str(exc))
+        require(self.patience is None or self.patience >= 1, f"{key}.patience",
+                f"must be >= 1 or None, got {self.patience}")
+        require(self.schedule in SCHEDULES, f"{key}.schedule",
+                f"'{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
+        require(0.0 <= self.warmup < 1.0 and 0.0 <= self.final_lr <= 1.0, key,
+                f"need 0 <= warmup < 1 and 0 <= final_lr <= 1, got warmup={self.warmup}, final_lr={self.final_lr}")
+        require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         self.phase1.validate(f"{key}.phase1")
         self.phase2.validate(f"{key}.phase2")
-        if self.phase1.epochs + self.phase2.epochs == 0:
-            raise ValueError(f"{key}: both phases have 0 epochs; nothing to train")
+        require(self.phase1.epochs + self.phase2.epochs > 0, key, "both phases have 0 epochs; nothing to train")
 
 
 def predict_proba(model: keras.Model, X, rows=None, batch_size: int = 512) -> np.ndarray:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import keras
 
 from spectraforge.labels import LABELS
+from spectraforge.params import require
 
 MIXED_POLICY = "mixed_bfloat16"
 NORMS = ("none", "batch")
@@ -70,7 +71,7 @@ class CNNConfig:
     scale: str = "linear"
 
     def validate(self, key: str = "cnn") -> None:
-        """Raise ValueError naming the bad field and what is allowed."""
+        """Raise ParamsError (a ValueError) naming the bad field and what is allowed."""
         checks = [
             (self.n_pix >= 1, "n_pix", "must be >= 1"),
             (len(self.channels) >= 1 and min(self.channels) >= 1, "channels", "must list positive widths"),
@@ -88,14 +89,10 @@ class CNNConfig:
              "must be 1 with norm 'batch' (batch statistics would be per slice)"),
         ]
         for ok, name, msg in checks:
-            if not ok:
-                raise ValueError(f"{key}.{name}: {msg}, got {getattr(self, name)!r}")
+            require(ok, f"{key}.{name}", f"{msg}, got {getattr(self, name)!r}")
         length = self.n_pix // self.pool_size ** (len(self.channels) - 1)
-        if length < 1:
-            raise ValueError(
-                f"{key}: {len(self.channels) - 1} poolings of size {self.pool_size} leave nothing of "
-                f"n_pix={self.n_pix}; use fewer blocks or a longer input"
-            )
+        require(length >= 1, key, f"{len(self.channels) - 1} poolings of size {self.pool_size} leave nothing of "
+                f"n_pix={self.n_pix}; use fewer blocks or a longer input")
 
 
 @keras.saving.register_keras_serializable(package="spectraforge")
