@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from _results import stamp, write_section
+from _results import publish, stamp
 from ingest import astropy_loop, write_mock_fits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,10 +291,7 @@ def main() -> None:
         f"{cores * 1000 / max(1000 * (c.get('features', 0) + c.get('lgbm', 0)) / n, 1e-9):.0f}, reading "
         f"{cores * 1000 / max(1000 * read_cpu / n, 1e-9):.0f}. Target (issue 18): ≥ 250 files/s end to end on 2 cores.",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section("predict", text)
+    publish("predict", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
