@@ -9,6 +9,7 @@ from conftest import toy_spectra, write_prepared
 from spectraforge.crossval import ModelSpec, TrainParams, build_classifier, run_kfold
 from spectraforge.data import fold_rows, make_folds
 from spectraforge.labels import LABELS
+from spectraforge.metrics import macro_f1
 from spectraforge.params import ParamsError
 
 N_PIX = 128
@@ -119,8 +120,7 @@ def test_labels_are_decided_by_weights_tuned_on_the_other_folds_only(lgbm_run, p
     (metrics, oof, out), _ = lgbm_run
     assert set(oof["type"]) <= set(LABELS) and "argmax_macro_f1" in metrics
     assert metrics["macro_f1"] == pytest.approx(
-        __import__("spectraforge.metrics", fromlist=["macro_f1"]).macro_f1(
-            oof["label"].map(LABELS.index).to_numpy(), oof["type"].map(LABELS.index).to_numpy()))
+        macro_f1(oof["label"].map(LABELS.index).to_numpy(), oof["type"].map(LABELS.index).to_numpy()))
     rng = np.random.default_rng(0)
     fold = np.repeat(np.arange(3), 50)
     y = rng.integers(0, len(LABELS), fold.size)

@@ -332,6 +332,10 @@ class CNNTrainer:
         set_seed(seed, deterministic)
         fresh = build_cnn(self.cnn_cfg)
         _assign(self.model.variables, [v.numpy() for v in fresh.variables])
+        self.zero_optimizer()
+
+    def zero_optimizer(self) -> None:
+        """Adam as new: moments and step count zeroed (nothing to do before its first build)."""
         for var in self.model.optimizer.variables:
             var.assign(tf.zeros_like(var))
 
@@ -353,12 +357,6 @@ class CNNTrainer:
             batch[part.size:] = 0.0
             out[start:start + part.size] = self._forward(tf.constant(batch)).numpy()[:part.size]
         return out
-
-    def snapshot(self) -> keras.Model:
-        """A standalone (uncompiled) copy of the network with its current weights, to save."""
-        copy = build_cnn(self.cnn_cfg)
-        copy.set_weights(self.model.get_weights())
-        return copy
 
 
 _TRAINERS: dict = {}
@@ -392,9 +390,11 @@ class FoldResult:
 
     @property
     def model(self) -> keras.Model:
-        """A standalone copy of the fold's network (built on each access: save it, don't loop on it)."""
-        self.trainer.model.set_weights(self.weights)
-        return self.trainer.snapshot()
+        """A standalone, uncompiled copy of the fold's network (built on each access: save it,
+        don't loop on it)."""
+        copy = build_cnn(self.trainer.cnn_cfg)
+        copy.set_weights(self.weights)
+        return copy
 
 
 def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: TrainConfig,
@@ -459,10 +459,8 @@ def train_fold(X, y_int, train_rows, val_rows, cnn_cfg: CNNConfig, train_cfg: Tr
             model.optimizer.build(model.trainable_variables)
             _assign(model.optimizer.variables, saved["optimizer"])
             start = int(model.optimizer.iterations.numpy()) - first_epoch * phase.steps
-        elif number == 2 and model.optimizer.built:
-            # the article restarted phase 2 with a fresh optimizer: zero its moments and step
-            for var in model.optimizer.variables:
-                var.assign(tf.zeros_like(var))
+        elif number == 2:
+            trainer.zero_optimizer()  # the article restarted phase 2 with a fresh optimizer
         checkpoint.phase = number
         trainer.set_phase(number, phase, train_cfg, start)
         # the checkpoint first (it sets val_macro_f1 and stop_training), the saved state last
