@@ -258,8 +258,48 @@ def test_batch_norm_and_asinh_switches_build_the_documented_network(tmp_path):
     assert "asinh" not in [layer.name for layer in plain.layers]
 
 
+def test_block_norm_normalises_each_block_output_once(tmp_path):
+    """norm: block keeps the article's convolutions (bias, relu) and adds one BatchNormalization
+    per block, on the residual sum; in inference it is the affine map of its moving statistics."""
+    cfg = CNNConfig(n_pix=128, channels=[4, 4, 8], norm="block")
+    model = build_cnn(cfg)
+    conv = model.get_layer("block0_conv0")
+    assert conv.activation is keras.activations.relu and conv.use_bias
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [layer.name for layer in bns] == [f"block{i}_bn" for i in range(len(cfg.channels))]
+    assert all(layer.momentum == 0.9 for layer in bns)
+    # the block's output is BN(add): check block 1 against its own add output
+    x = np.random.default_rng(6).normal(size=(3, 128)).astype("float32")
+    bn = model.get_layer("block1_bn")
+    bn.moving_mean.assign(np.full(4, 0.5, "float32"))
+    bn.moving_variance.assign(np.full(4, 4.0, "float32"))
+    added = np.asarray(keras.Model(model.input, model.get_layer("block1_add").output)(x))
+    out = np.asarray(keras.Model(model.input, bn.output)(x))
+    gamma, beta = np.asarray(bn.gamma), np.asarray(bn.beta)
+    np.testing.assert_allclose(out, gamma * (added - 0.5) / np.sqrt(4.0 + bn.epsilon) + beta, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "block.keras")
+    again = keras.saving.load_model(tmp_path / "block.keras")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_input_bin_averages_adjacent_pixels_before_the_scale():
+    cfg = CNNConfig(n_pix=128, channels=[4, 4, 8], input_bin=2, scale="asinh", norm="block")
+    model = build_cnn(cfg)
+    x = np.random.default_rng(7).normal(0, 5, size=(3, 128)).astype("float32")
+    binned = np.asarray(keras.Model(model.input, model.get_layer("input_bin").output)(x))[..., 0]
+    np.testing.assert_allclose(binned, x.reshape(3, 64, 2).mean(axis=2), rtol=1e-6, atol=1e-6)
+    scaled = np.asarray(keras.Model(model.input, model.get_layer("asinh").output)(x))[..., 0]
+    np.testing.assert_allclose(scaled, np.arcsinh(binned), rtol=1e-5, atol=1e-6)
+    assert model.get_layer("block0_conv0").output.shape[1] == 64
+    assert "input_bin" not in [layer.name for layer in build_cnn(CNNConfig(n_pix=128, channels=[4, 4, 8])).layers]
+    with pytest.raises(ValueError, match="input_bin 64"):
+        CNNConfig(n_pix=128, channels=[4, 4, 8], input_bin=64).validate()
+
+
 @pytest.mark.parametrize("bad,field", [(dict(norm="layer"), "norm"), (dict(scale="log"), "scale"),
-                                       (dict(norm="batch", micro_batches=4), "micro_batches")])
+                                       (dict(norm="batch", micro_batches=4), "micro_batches"),
+                                       (dict(norm="block", micro_batches=4), "micro_batches"),
+                                       (dict(input_bin=0), "input_bin")])
 def test_norm_and_scale_settings_are_checked(bad, field):
     with pytest.raises(ValueError, match=rf"cnn\.{field}"):
         CNNConfig(**bad).validate()
