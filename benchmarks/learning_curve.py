@@ -5,8 +5,9 @@
     python benchmarks/learning_curve.py --overhead           # per-fold fixed cost only
 
 Two networks, each trained afresh at every budget (a cosine schedule depends on its length):
-``article`` is the article's exact network and recipe (no normalisation, Adam at a constant
-1e-3 then 1e-4, the macro-F1 phase), ``default`` is ``train.variants.cnn`` of params.yaml; both
+``article`` is the article's exact network and recipe (``train.variants.cnn_article``: no
+normalisation, the linear input at every pixel, Adam at a constant 1e-3 then 1e-4, the macro-F1
+phase), ``default`` is ``train.variants.cnn`` of params.yaml; both
 get the default's split of the budget between the two phases. LightGBM (``train.variants.lgbm``)
 is fitted on the same folds. Scores are over the rows of the folds run: argmax, and with the
 nested-CV decision weights of ``train.decision`` when at least two folds run.
@@ -48,10 +49,13 @@ def scaled_fit(fit: dict, budget: int) -> dict:
     return fit
 
 
-def article(fit: dict, network: dict) -> tuple[dict, dict]:
-    net = {**network, "norm": "none"}
+def article(fit: dict, network: dict, faithful: dict) -> tuple[dict, dict]:
+    """The default's budget split, with ``train.variants.cnn_article``'s network switches
+    (no normalisation, linear input, every pixel) and recipe (constant lr 1e-3 then 1e-4)."""
+    net = {**network, "norm": "none", "scale": "linear", "input_bin": 1, **faithful["network"]}
     fit = {**copy.deepcopy(fit), "schedule": "constant", "warmup": 0.0, "final_lr": 0.0}
-    fit["phase1"]["lr"], fit["phase2"]["lr"] = 1e-3, 1e-4
+    for phase in ("phase1", "phase2"):
+        fit[phase]["lr"] = faithful["fit"][phase]["lr"]
     return net, fit
 
 
@@ -144,7 +148,7 @@ def main() -> None:
         for budget in (int(b) for b in args.budgets.split(",")):
             net, fit = cnn["network"], scaled_fit(cnn["fit"], budget)
             if variant == "article":
-                net, fit = article(fit, net)
+                net, fit = article(fit, net, tp["variants"]["cnn_article"]["config"])
             print(f"{variant} at {budget} batches per fold", flush=True)
             oof, secs = run_cnn(net, fit, ks)
             raw, decided = scores(oof)

@@ -261,3 +261,42 @@ def test_int_is_accepted_where_a_number_is_expected(tmp_path, repo_root):
     params["ensemble"]["C"] = 1
     load_section("prepare", write(tmp_path, params))
     _load_key(tmp_path / "params.yaml", "ensemble.C")
+
+
+# ------------------------------------------------- the full profile (README "The full profile")
+
+PROFILE_KEYS = [("generate", "generators"), ("augment", "variants"), ("ensemble", "inputs")]
+
+
+def _consistent(params):
+    gens, train = params["generate"]["generators"], params["train"]
+    assert set(gens) <= set(params["generate"]["variants"])
+    assert set(train["models"]) <= set(train["variants"])
+    for name, spec in params["augment"]["variants"].items():
+        assert spec["source"] in gens, f"augment variant {name}: source {spec['source']} is not generated"
+        assert spec["model"] in train["models"], f"augment variant {name}: model {spec['model']} is not trained"
+    assert set(params["ensemble"]["inputs"]) <= set(train["models"]) | set(params["augment"]["variants"])
+
+
+def test_full_profile_is_the_default_with_more_generators_and_variants(repo_root):
+    """params-full.yaml differs from params.yaml only in which generators, augment variants and
+    ensemble inputs run, so the full run's scores compare with the default's; both validate."""
+    from spectraforge.augment import load_augment_params
+    from spectraforge.crossval import load_train_params
+    from spectraforge.ensemble import load_ensemble_params
+    from spectraforge.generative.stage import load_generate_params
+
+    default = yaml.safe_load((repo_root / "params.yaml").read_text())
+    full = yaml.safe_load((repo_root / "params-full.yaml").read_text())
+    for params in (default, full):
+        _consistent(params)
+    for section, key in PROFILE_KEYS:
+        small, big = default[section].pop(key), full[section].pop(key)
+        assert set(small) < set(big), f"{section}.{key}: the full profile must run more than the default"
+        if isinstance(small, dict):
+            assert all(big[name] == spec for name, spec in small.items())
+    assert full == default, "params-full.yaml drifted from params.yaml outside the profile's keys"
+    path = repo_root / "params-full.yaml"
+    assert set(load_generate_params(path).generators) == set(yaml.safe_load(path.read_text())["generate"]["variants"])
+    load_train_params(path), load_augment_params(path), load_ensemble_params(path)
+    assert any(spec["model"] == "cnn" for spec in yaml.safe_load(path.read_text())["augment"]["variants"].values())
