@@ -49,6 +49,17 @@ def test_summary_prints_score_table(tmp_path, capsys):
     assert out.strip().splitlines()[-1] == ("Submission: submissions/latest.csv, 20 rows (1 filled); "
                                             "mock test macro-F1 0.7000 [0.6000, 0.8000]")
     assert main(["summary", "--metrics-dir", str(tmp_path / "none")]) == 1
+    # with the report's baseline: a paired-Δ column, "baseline" on its own row
+    (tmp_path / "metrics" / "lgbm.json").write_text((tmp_path / "metrics" / "cnn.json").read_text().replace("0.5,", "0.45,", 1))
+    (tmp_path / "plots" / "ablation.csv").write_text(
+        "variant,macro_f1,ci_low,ci_high,test_macro_f1,baseline,delta_macro_f1,delta_low,delta_high\n"
+        "cnn,0.5,0.4,0.6,0.61,cnn,,,\nlgbm,0.45,0.4,0.6,0.5,cnn,-0.05,-0.09,-0.012\n")
+    assert main(["summary", "--metrics-dir", str(tmp_path / "metrics")]) == 0
+    out = capsys.readouterr().out
+    assert "Δ vs cnn [95% CI]" in out and "paired bootstrap" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("cnn", "lgbm"))}
+    assert lines["cnn"].rstrip().endswith("baseline")
+    assert lines["lgbm"].rstrip().endswith("-0.050 [-0.090, -0.012]")
 
 
 def test_gallery_png(real_dir, tmp_path):

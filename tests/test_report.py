@@ -147,7 +147,12 @@ def test_best_oof_row_is_highlighted(run):
 def test_ablation_csv_matches_sklearn_on_the_truth(run):
     summary, _ = _build(run)
     table = pd.read_csv(run["reports"] / "plots" / "ablation.csv")
-    assert list(table.columns) == ["variant", "macro_f1", "ci_low", "ci_high", "test_macro_f1"]
+    assert list(table.columns) == ["variant", "macro_f1", "ci_low", "ci_high", "test_macro_f1",
+                                   "baseline", "delta_macro_f1", "delta_low", "delta_high"]
+    assert set(table["baseline"]) == {"lgbm"} and table.set_index("variant")["delta_macro_f1"].isna()["lgbm"]
+    for row in table[table["variant"] != "lgbm"].itertuples():
+        assert row.delta_macro_f1 == pytest.approx(summary[f"delta_macro_f1_{row.variant}"])
+        assert row.delta_low == pytest.approx(summary[f"delta_macro_f1_low_{row.variant}"])
     assert list(table["variant"]) == ["lgbm", "cnn", "ensemble"]
     for row in table.itertuples():
         metrics = json.loads((run["reports"] / "metrics" / f"{row.variant}.json").read_text())
@@ -180,6 +185,24 @@ def test_delta_vs_baseline_is_paired_and_its_interval_holds_the_point(run):
         assert summary[f"delta_f1_galaxy_{name}"] == pytest.approx(f1_gal[0] - f1_gal[1])
         assert f"{delta:+.3f}" in out.read_text()
     assert "delta_macro_f1_lgbm" not in summary and ">baseline<" in out.read_text()
+
+
+def test_baseline_best_is_the_best_single_variant_not_the_ensemble(run):
+    """baseline "best": the best OOF macro-F1 among the variants read from predictions_dir; the
+    ensemble (its own folder) scores highest in the fixture but is what the Δ is about."""
+    macro = {n: json.loads((run["reports"] / "metrics" / f"{n}.json").read_text())["macro_f1"]
+             for n in ("lgbm", "cnn", "ensemble")}
+    assert max(macro, key=macro.get) == "ensemble" and macro["lgbm"] > macro["cnn"]
+    summary, out = _build(run, baseline="best", prediction_dirs={"ensemble": run["preds"] / "ensemble"})
+    assert summary["baseline"] == "lgbm"
+    base = f1_score(run["y_oof"], run["data"]["lgbm"]["oof_pred"], average="macro")
+    delta = f1_score(run["y_oof"], run["data"]["ensemble"]["oof_pred"], average="macro") - base
+    assert summary["delta_macro_f1_ensemble"] == pytest.approx(delta)
+    assert "vs lgbm" in out.read_text()
+    table = pd.read_csv(run["reports"] / "plots" / "ablation.csv")
+    assert set(table["baseline"]) == {"lgbm"}
+    with pytest.raises(ValueError, match="not the ensemble"):
+        _build(run, variants=["ensemble"], baseline="best", prediction_dirs={"ensemble": run["preds"] / "ensemble"})
 
 
 def test_paired_delta_equals_a_loop_over_the_same_resamples():

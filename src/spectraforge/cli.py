@@ -70,25 +70,36 @@ def _cmd_summary(args) -> int:
 
 
 def _print_scores(scores: dict, ablation_csv: Path) -> None:
-    """The OOF score table, best first, with the mock test score when the report computed it."""
+    """The OOF score table, best first, with the mock test score and the paired Δ against the
+    report's baseline when the report computed them."""
     from spectraforge.labels import LABELS
 
-    test = {}
+    test, delta, baseline = {}, {}, None
     if ablation_csv.exists():
         import pandas as pd
 
         table = pd.read_csv(ablation_csv)
         test = dict(zip(table["variant"], table["test_macro_f1"]))
+        if "baseline" in table and table["baseline"].notna().any():
+            baseline = str(table["baseline"].dropna().iloc[0])
+            delta = {r.variant: (r.delta_macro_f1, r.delta_low, r.delta_high) for r in table.itertuples()}
     width = max(12, *(len(n) for n in scores))
+    d_head = f"Δ vs {baseline} [95% CI]" if baseline else ""
     head = (f"{'model':<{width}} {'OOF macro-F1':>12} {'95% CI':>17} " + " ".join(f"{'F1 ' + c:>10}" for c in LABELS)
-            + f" {'mock test':>9}")
-    print("\nOut-of-fold scores (mock test: the held-apart test labels of the mock survey)\n"
+            + f" {'mock test':>9}" + (f"  {d_head:>24}" if baseline else ""))
+    print("\nOut-of-fold scores (mock test: the held-apart test labels of the mock survey"
+          + ("; Δ: paired bootstrap over the same OOF rows" if baseline else "") + ")\n"
           + head + "\n" + "-" * len(head))
     nan = float("nan")
     for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["macro_f1"]):
         ci = f"[{m.get('macro_f1_ci_low', nan):.3f}, {m.get('macro_f1_ci_high', nan):.3f}]"
-        print(f"{name:<{width}} {m['macro_f1']:>12.4f} {ci:>17} "
-              + " ".join(f"{m.get('f1_' + c, nan):>10.3f}" for c in LABELS) + f" {test.get(name, nan):>9.4f}")
+        row = (f"{name:<{width}} {m['macro_f1']:>12.4f} {ci:>17} "
+               + " ".join(f"{m.get('f1_' + c, nan):>10.3f}" for c in LABELS) + f" {test.get(name, nan):>9.4f}")
+        if baseline:
+            d, lo, hi = delta.get(name, (nan, nan, nan))
+            cell = "baseline" if name == baseline else ("" if d != d else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            row += f"  {cell:>24}"
+        print(row)
 
 
 def _cmd_gallery(args) -> int:

@@ -76,6 +76,9 @@ figcaption { font-size: 0.85rem; color: #555; }
 """
 
 
+BEST = "best"  # report.baseline: the single variant with the best OOF macro-F1
+
+
 @dataclass
 class Variant:
     """Everything the report shows about one model variant."""
@@ -375,19 +378,36 @@ def load_variants(names: list[str], reports_dir: Path, where, truth: pd.DataFram
     return variants
 
 
-def ablation_frame(variants: list[Variant]) -> pd.DataFrame:
-    return pd.DataFrame({
+def ablation_frame(variants: list[Variant], baseline: str | None = None) -> pd.DataFrame:
+    """One row per variant; with a baseline, its name and each variant's paired Δ macro-F1
+    against it (empty for the baseline itself)."""
+    frame = pd.DataFrame({
         "variant": [v.name for v in variants],
         "macro_f1": [v.metrics["macro_f1"] for v in variants],
         "ci_low": [v.metrics["macro_f1_ci_low"] for v in variants],
         "ci_high": [v.metrics["macro_f1_ci_high"] for v in variants],
         "test_macro_f1": [v.test_f1["macro"] if v.test_f1 else np.nan for v in variants],
     })
+    if baseline:
+        frame["baseline"] = baseline
+        for col, key in (("delta_macro_f1", "macro_f1"), ("delta_low", "macro_f1_low"), ("delta_high", "macro_f1_high")):
+            frame[col] = [v.delta.get(key, np.nan) for v in variants]
+    return frame
 
 
-def summary(variants: list[Variant], generators: list[str], best: Variant) -> dict:
+def best_single(names: list[str], reports_dir: Path, combined: set) -> str:
+    """The variant of ``names`` outside ``combined`` (the ensemble) with the best OOF macro-F1."""
+    singles = [n for n in names if n not in combined]
+    if not singles:
+        raise ValueError("report: baseline 'best' needs a variant that is not the ensemble")
+    return max(singles, key=lambda n: _read_json(reports_dir / "metrics" / f"{n}.json", REQUIRED_KEYS)["macro_f1"])
+
+
+def summary(variants: list[Variant], generators: list[str], best: Variant, baseline: str | None = None) -> dict:
     out: dict = {"n_variants": len(variants), "n_generators": len(generators),
                  "best_variant": best.name, "best_macro_f1": best.metrics["macro_f1"]}
+    if baseline:
+        out["baseline"] = baseline
     for v in variants:
         out[f"macro_f1_{v.name}"] = v.metrics["macro_f1"]
         if v.test_f1:
@@ -407,13 +427,17 @@ def build_report(variants: list[str], generators: list[str], *, reports_dir: str
 
     Raises FileNotFoundError naming the file when a listed variant's or generator's metrics,
     a needed predictions file, or a given ``truth_csv`` is missing; ValueError for an empty
-    variant list or a baseline that is not among the variants.
+    variant list or a baseline that is not among the variants. ``baseline="best"`` is the
+    variant with the best OOF macro-F1 among those read from ``predictions_dir`` (so not the
+    ensemble): the Δ column then says what combining adds over the best single model.
     """
     if not variants:
         raise ValueError("report: no variants given")
-    if baseline is not None and baseline not in variants:
+    if baseline is not None and baseline != BEST and baseline not in variants:
         raise ValueError(f"report: baseline {baseline!r} is not among the variants {', '.join(variants)}")
     reports_dir, predictions_dir, other = Path(reports_dir), Path(predictions_dir), dict(prediction_dirs or {})
+    if baseline == BEST:
+        baseline = best_single(variants, reports_dir, set(other))
 
     def where(name: str) -> Path:
         return Path(other[name]) if name in other else predictions_dir / name
@@ -422,15 +446,15 @@ def build_report(variants: list[str], generators: list[str], *, reports_dir: str
     best = max(loaded, key=lambda v: v.metrics["macro_f1"])
     body = "\n".join([ablation_section(loaded, best.name, baseline), confusion_section(loaded),
                       curves_section(reports_dir, variants), generators_section(reports_dir, generators)])
-    atomic_write_text(reports_dir / "plots" / "ablation.csv", ablation_frame(loaded).to_csv(index=False))
+    atomic_write_text(reports_dir / "plots" / "ablation.csv", ablation_frame(loaded, baseline).to_csv(index=False))
     atomic_write_text(Path(out), _page(body))
-    return summary(loaded, generators, best)
+    return summary(loaded, generators, best, baseline)
 
 
 @dataclass
 class ReportParams:
     out: str = "reports/report.html"
-    baseline: str | None = "lgbm"
+    baseline: str | None = BEST  # a variant's name, "best" (the best single variant) or null
     truth: str | None = "data/truth/mock_test_labels.csv"
     n_boot: int = 1000
     OUTPUTS = ("out",)  # params.check_outputs: inside the project folder
