@@ -3,6 +3,8 @@
     make run   # or: dvc repro folds   (the prepared default mock and its folds)
     python benchmarks/learning_curve.py --budgets 150,300,600,1200 --folds 0,1,2,3,4
     python benchmarks/learning_curve.py --overhead           # per-fold fixed cost only
+    python benchmarks/learning_curve.py --budgets 300 --folds 0 --variants default \
+        --set network.norm=batch --set network.input_bin=1 --no-write   # one switch's worth
 
 Two networks, each trained afresh at every budget (a cosine schedule depends on its length):
 ``article`` is the article's exact network and recipe (``train.variants.cnn_article``: no
@@ -65,6 +67,9 @@ def main() -> None:
     ap.add_argument("--folds", default="0,1,2,3,4")
     ap.add_argument("--variants", default="article,default")
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the default variant's config, e.g. network.norm=batch or fit.batch_size=80 "
+                         "(YAML values; with --no-write to keep RESULTS.md's section)")
     ap.add_argument("--overhead", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last run's CSV")
@@ -90,7 +95,16 @@ def main() -> None:
     fold = fold_rows(data.train_meta, pd.read_csv(ROOT / tp["folds"], dtype={"id": str}))
     y = label_index(data.train_meta["label"])
     ks = [int(k) for k in args.folds.split(",")]
-    cnn = tp["variants"]["cnn"]["config"]
+    cnn = copy.deepcopy(tp["variants"]["cnn"]["config"])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = cnn
+        for part in path:
+            node = node[part]
+        if last not in node:
+            raise SystemExit(f"--set {item}: {key} is not a key of train.variants.cnn.config")
+        node[last] = yaml.safe_load(value)
     decision = DecisionParams(**tp.get("decision", {}))
 
     def run_cnn(network, fit, budget_folds, fresh=False):
