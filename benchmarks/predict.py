@@ -1,10 +1,10 @@
 """`spectraforge predict` end to end on FITS files, against a plain astropy read loop in the same run.
 
 The models folder has the shape a default `make run` writes (the inference cost does not
-depend on how long the models trained): train@cnn (5 folds of the article's network, as
-params.yaml configures it), train@lgbm and nine lgbm+<source> variants (5 LightGBM folds
+depend on how long the models trained): train@cnn (5 folds of the network as params.yaml
+configures it), train@lgbm and the lgbm+<source> variants of params.yaml (5 LightGBM folds
 each at params.yaml's sizes, fitted here on the prepared mock, each variant on its own
-resample and seed), and an ensemble combiner over the 11 variants. It is built once into
+resample and seed), and an ensemble combiner over all of them. It is built once into
 benchmarks/_work/models-default (``--rebuild`` to redo).
 
 Inputs: the real LAMOST and SDSS files of ../shared/real repeated (copies in a temporary
@@ -37,7 +37,12 @@ from ingest import astropy_loop, write_mock_fits
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real"
 WORK = ROOT / "benchmarks" / "_work"
-LGBM_SOURCES = ["oversample", "noise", "gauss", "nice", "realnvp", "glow", "energy", "rasgan", "hinge_oneloss"]
+
+
+def lgbm_variants(params: dict) -> list[str]:
+    """train@lgbm and params.yaml's augment variants of the lgbm model, in that order."""
+    augment = (params.get("augment") or {}).get("variants") or {}
+    return ["lgbm"] + [name for name, spec in augment.items() if spec.get("model") == "lgbm"]
 
 DRIVER = """
 import json, resource, sys, time
@@ -140,7 +145,7 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
         build_cnn(cnn_cfg).save(staging / "cnn" / f"fold{k}.keras")
     manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [asdict(cnn_cfg)])
     base = params["train"]["variants"]["lgbm"]["config"]
-    names = ["lgbm"] + [f"lgbm+{s}" for s in LGBM_SOURCES]
+    names = lgbm_variants(params)
     fold = np.arange(len(y)) % n_folds
     for v, name in enumerate(names):
         (staging / name).mkdir(parents=True)
@@ -212,6 +217,7 @@ def main() -> None:
     if args.rebuild or not (models / "combiner.json").exists():
         print(f"building a default-shaped models folder in {models} ...", flush=True)
         build_models(models)
+    n_lgbm = len(json.loads((models / "combiner.json").read_text())["inputs"]) - 1  # all but the CNN
     load_before = load_avg()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="sf-predict-") as tmp:
@@ -238,8 +244,8 @@ def main() -> None:
     steady_cpu = c["total"] - c["startup"] + read_cpu  # what the work costs after start-up, readers included
     baseline = (base + base_after) / 2
     steps = [("startup", "start-up: TensorFlow, models, tracing"), ("read wait", "waiting for the readers"),
-             ("cnn", "CNN, 5 folds (compiled at start-up)"), ("features", "LightGBM features + 50 PCA"),
-             ("lgbm", "LightGBM, 50 boosters"), ("combine", "combiner"), ("write", "CSV writing")]
+             ("cnn", "CNN, 5 folds (compiled at start-up)"), ("features", f"LightGBM features + {5 * n_lgbm} PCA"),
+             ("lgbm", f"LightGBM, {5 * n_lgbm} boosters"), ("combine", "combiner"), ("write", "CSV writing")]
     table = [f"| {label} | {w.get(k, 0):.1f} | {c.get(k, 0):.1f} | {1000 * c.get(k, 0) / n:.2f} |" for k, label in steps]
     table.append(f"| reading + preprocessing, in {args.n_jobs} reader process(es) (overlaps the rest) | — | "
                  f"{read_cpu:.1f} | {1000 * read_cpu / n:.2f} |")
@@ -254,8 +260,8 @@ def main() -> None:
            if max(float(x) for x in load_before.split(", ")[:1] + load_after.split(", ")[:1]) > 0.5 * cores + 0.5
            else "the machine was otherwise idle."),
         f"Command: `python benchmarks/predict.py --n-real {args.n_real} --n-mock {args.n_mock} --small {args.small} "
-        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of the article's network, 10 LightGBM "
-        "variants × 5 folds at params.yaml's sizes, the ensemble combiner over 11 variants). Inputs: "
+        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of params.yaml's network, {n_lgbm} LightGBM "
+        f"variants × 5 folds at params.yaml's sizes, the ensemble combiner over {n_lgbm + 1} variants). Inputs: "
         f"{n} FITS files in one folder ({n_real} copies of the real LAMOST/SDSS files of ../shared/real, "
         f"{args.n_mock} mock LAMOST FITS, both layouts, half gzipped). `predict` runs as its own process with "
         f"{args.n_jobs} reader process(es); its wall time includes Python, TensorFlow and model start-up. "
@@ -287,7 +293,7 @@ def main() -> None:
         *table,
         "",
         f"At these CPU costs the 5 CNN folds alone allow {cores * 1000 / max(1000 * c.get('cnn', 0) / n, 1e-9):.0f} "
-        f"files/s on {cores} idle cores, LightGBM (features and 50 boosters) "
+        f"files/s on {cores} idle cores, LightGBM (features and {5 * n_lgbm} boosters) "
         f"{cores * 1000 / max(1000 * (c.get('features', 0) + c.get('lgbm', 0)) / n, 1e-9):.0f}, reading "
         f"{cores * 1000 / max(1000 * read_cpu / n, 1e-9):.0f}. Target (issue 18): ≥ 250 files/s end to end on 2 cores.",
     ]
