@@ -368,14 +368,20 @@ def _page(body: str) -> str:
 # ---------------------------------------------------------------- entry point
 
 def load_variants(names: list[str], reports_dir: Path, where, truth: pd.DataFrame | None,
-                  baseline: str | None, n_boot: int, seed: int) -> list[Variant]:
+                  baseline: str | None, n_boot: int, seed: int, combined: frozenset = frozenset()
+                  ) -> tuple[list[Variant], str | None]:
+    """The variants with their metrics, mock test scores and paired Δ against ``baseline``
+    (``BEST``: the best of those not in ``combined``, resolved from the metrics just read);
+    returns them and the baseline's name."""
     variants = [Variant(n, _read_json(reports_dir / "metrics" / f"{n}.json", REQUIRED_KEYS)) for n in names]
+    if baseline == BEST:
+        baseline = best_single(variants, combined)
     for v in variants:
         if truth is not None:
             v.test_f1 = mock_test_scores(_read_parquet(where(v.name) / "test.parquet"), truth)
         if baseline and v.name != baseline:
             v.delta = paired_delta(*_oof_pair(where, v.name, baseline), n_boot=n_boot, seed=seed)
-    return variants
+    return variants, baseline
 
 
 def ablation_frame(variants: list[Variant], baseline: str | None = None) -> pd.DataFrame:
@@ -395,12 +401,12 @@ def ablation_frame(variants: list[Variant], baseline: str | None = None) -> pd.D
     return frame
 
 
-def best_single(names: list[str], reports_dir: Path, combined: set) -> str:
-    """The variant of ``names`` outside ``combined`` (the ensemble) with the best OOF macro-F1."""
-    singles = [n for n in names if n not in combined]
+def best_single(variants: list[Variant], combined: frozenset) -> str:
+    """The variant outside ``combined`` (the ensemble) with the best OOF macro-F1."""
+    singles = [v for v in variants if v.name not in combined]
     if not singles:
         raise ValueError("report: baseline 'best' needs a variant that is not the ensemble")
-    return max(singles, key=lambda n: _read_json(reports_dir / "metrics" / f"{n}.json", REQUIRED_KEYS)["macro_f1"])
+    return max(singles, key=lambda v: v.metrics["macro_f1"]).name
 
 
 def summary(variants: list[Variant], generators: list[str], best: Variant, baseline: str | None = None) -> dict:
@@ -436,13 +442,12 @@ def build_report(variants: list[str], generators: list[str], *, reports_dir: str
     if baseline is not None and baseline != BEST and baseline not in variants:
         raise ValueError(f"report: baseline {baseline!r} is not among the variants {', '.join(variants)}")
     reports_dir, predictions_dir, other = Path(reports_dir), Path(predictions_dir), dict(prediction_dirs or {})
-    if baseline == BEST:
-        baseline = best_single(variants, reports_dir, set(other))
 
     def where(name: str) -> Path:
         return Path(other[name]) if name in other else predictions_dir / name
 
-    loaded = load_variants(variants, reports_dir, where, _read_truth(truth_csv), baseline, n_boot, seed)
+    loaded, baseline = load_variants(variants, reports_dir, where, _read_truth(truth_csv), baseline, n_boot, seed,
+                                     frozenset(other))
     best = max(loaded, key=lambda v: v.metrics["macro_f1"])
     body = "\n".join([ablation_section(loaded, best.name, baseline), confusion_section(loaded),
                       curves_section(reports_dir, variants), generators_section(reports_dir, generators)])
