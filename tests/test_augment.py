@@ -143,6 +143,53 @@ def test_kfold_trains_on_real_rows_plus_the_folds_extras(world, monkeypatch):
                                       for k in range(3))
 
 
+@pytest.mark.parametrize("source", ["oversample", "noise"])
+def test_no_validation_spectrum_or_child_reaches_a_cnn_folds_sampler_pool(world, source, monkeypatch):
+    """The pool the CNN's balanced sampler draws every training batch from, fold by fold: its
+    real rows are none of the fold's validation spectra, and each extra spectrum is a child of a
+    training spectrum (oversample: an exact copy, so byte equality would catch a leaked one)."""
+    from spectraforge import training
+    from spectraforge.data import load_prepared
+
+    pools = []
+    real_dataset = training.make_train_dataset
+
+    def spy(X, labels_int, row_indices, sampler, steps_per_epoch, extra=None):
+        pools.append({"real": np.asarray(X)[np.asarray(row_indices)], "extra": np.asarray(extra[0]),
+                      "pool_labels": sampler.labels.copy()})
+        return real_dataset(X, labels_int, row_indices, sampler, steps_per_epoch, extra)
+
+    monkeypatch.setattr(training, "make_train_dataset", spy)
+    fit = {"batch_size": 16, "seed": 1, "jit_compile": False, "patience": 5,
+           "phase1": {"epochs": 1, "steps": 2, "lr": 0.01, "loss": "crossentropy"},
+           "phase2": {"epochs": 0, "steps": 1, "lr": 0.001, "loss": "macro_f1"}}
+    spec = ModelSpec(kind="cnn", config={"network": {"n_pix": N_PIX, "channels": [4], "dense_units": 4}, "fit": fit})
+    params = TrainParams(models=[], prepared_dir=str(world / "prepared"), folds=str(world / "folds.csv"),
+                         threads=1, variants={})
+    name = f"cnn+{source}"
+    extras = FoldExtras(name, AugmentSpec("cnn", source), world / "syn", world / "models")
+    run_kfold(name, params, models_dir=world / "mc", predictions_dir=world / "pc", reports_dir=world / "rc",
+              spec=spec, extras=extras)
+    data = load_prepared(world / "prepared")
+    folds = pd.read_csv(world / "folds.csv", dtype={"id": str})
+    assert len(pools) == 3  # one phase with epochs per fold
+    for k, pool in enumerate(pools):
+        val = np.asarray(data.train)[(folds.fold == k).to_numpy()]
+        train = np.asarray(data.train)[(folds.fold != k).to_numpy()]
+        val_bytes = {row.tobytes() for row in val}
+        assert not any(row.tobytes() in val_bytes for row in pool["real"])
+        assert len(pool["real"]) == len(train)
+        assert len(pool["pool_labels"]) == len(pool["real"]) + len(pool["extra"]) > len(train)
+        z = np.load(world / "syn" / source / f"fold{k}.npz")
+        np.testing.assert_array_equal(pool["extra"], z["flux"])  # the fold's own extras, in order
+        assert not set(z["parent"]) & set(folds.id[folds.fold == k])
+        assert set(z["parent"]) <= set(folds.id[folds.fold != k])
+        if source == "oversample":
+            assert not any(row.tobytes() in val_bytes for row in pool["extra"])
+            train_bytes = {row.tobytes() for row in train}
+            assert all(row.tobytes() in train_bytes for row in pool["extra"])
+
+
 def test_params_name_the_bad_key(tmp_path, repo_root):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert load_augment_params(repo_root / "params.yaml").variants  # the repo's own params load
