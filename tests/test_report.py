@@ -216,8 +216,13 @@ def test_paired_delta_equals_a_loop_over_the_same_resamples():
     boot = [f1_score(y[i], pred[i], average="macro") - f1_score(y[i], base[i], average="macro") for i in idx]
     assert (got["macro_f1_low"], got["macro_f1_high"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
     assert got["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro") - f1_score(y, base, average="macro"))
+    minority = [LABELS.index(c) for c in ("galaxy", "qso")]
+    boot_min = [np.mean(f1_score(y[i], pred[i], labels=minority, average=None))
+                - np.mean(f1_score(y[i], base[i], labels=minority, average=None)) for i in idx]
+    assert (got["minority_f1_low"], got["minority_f1_high"]) == pytest.approx(
+        tuple(np.quantile(boot_min, [0.025, 0.975])))
     same = paired_delta(y, pred, pred, n_boot=n_boot, seed=7)  # pairing: identical predictions never differ
-    assert same["macro_f1_low"] == same["macro_f1_high"] == 0.0
+    assert same["macro_f1_low"] == same["macro_f1_high"] == 0.0 == same["minority_f1_low"]
 
 
 def test_without_truth_the_test_column_is_empty(run):

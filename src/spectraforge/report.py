@@ -144,8 +144,8 @@ def paired_delta(y_true: np.ndarray, pred: np.ndarray, pred_base: np.ndarray, n_
     """Δ = score(pred) − score(pred_base) on the same rows, with a paired percentile bootstrap.
 
     Each resample draws one set of rows for both predictions. Returns ``macro_f1``,
-    ``macro_f1_low``, ``macro_f1_high`` and ``f1_<c>``, ``f1_<c>_low``, ``f1_<c>_high`` for the
-    minority classes; resamples where a class is absent are left out of its interval.
+    ``macro_f1_low``, ``macro_f1_high``, the same for ``f1_<c>`` of each minority class and for
+    ``minority_f1`` (their mean); resamples where a class is absent are left out of its interval.
     """
     m = y_true.size
     rng = np.random.default_rng(seed)
@@ -158,7 +158,7 @@ def paired_delta(y_true: np.ndarray, pred: np.ndarray, pred_base: np.ndarray, n_
     point = _delta_columns(f1_batch(y_true, pred), f1_batch(y_true, pred_base))
     tail = (1.0 - level) / 2.0
     low, high = np.nanquantile(boot, [tail, 1.0 - tail], axis=0)
-    names = ["macro_f1"] + [f"f1_{c}" for c in MINORITY]
+    names = ["macro_f1"] + [f"f1_{c}" for c in MINORITY] + ["minority_f1"]
     out = {}
     for i, name in enumerate(names):
         out.update({name: float(point[i]), f"{name}_low": float(low[i]), f"{name}_high": float(high[i])})
@@ -166,10 +166,12 @@ def paired_delta(y_true: np.ndarray, pred: np.ndarray, pred_base: np.ndarray, n_
 
 
 def _delta_columns(f1: np.ndarray, f1_base: np.ndarray) -> np.ndarray:
-    """(..., K) per-class F1 of both → (..., 1 + len(MINORITY)) Δ macro-F1 and Δ minority F1."""
+    """(..., K) per-class F1 of both → (..., 2 + len(MINORITY)) Δ macro-F1, Δ F1 of each minority
+    class and Δ of their mean (nan where a minority class is absent)."""
     macro = np.nanmean(f1, axis=-1) - np.nanmean(f1_base, axis=-1)
     cols = [LABELS.index(c) for c in MINORITY]
-    return np.concatenate([macro[..., None], f1[..., cols] - f1_base[..., cols]], axis=-1)
+    minority = f1[..., cols].mean(axis=-1) - f1_base[..., cols].mean(axis=-1)
+    return np.concatenate([macro[..., None], f1[..., cols] - f1_base[..., cols], minority[..., None]], axis=-1)
 
 
 def _oof_pair(where, name: str, baseline: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
