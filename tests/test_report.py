@@ -249,3 +249,19 @@ def test_missing_generator_plots_are_noted(run):
         png.unlink()
     _, out = _build(run)
     assert "glow: no real-vs-synthetic plots found." in out.read_text()
+
+
+def test_learning_curves_name_their_x_axis_epochs_for_history_and_steps_for_dvclive(tmp_path):
+    from spectraforge.report import learning_curves
+
+    (tmp_path / "plots" / "cnn").mkdir(parents=True)
+    pd.DataFrame({"fold": [0, 0, 0, 1, 1], "phase": [1, 1, 2, 1, 2], "epoch": [0, 1, 0, 0, 0],
+                  "val_macro_f1": [0.5, 0.6, 0.7, 0.4, 0.5]}).to_csv(tmp_path / "plots" / "cnn" / "history.csv",
+                                                                       index=False)
+    tsv = tmp_path / "live" / "cnn" / "fold0" / "plots" / "metrics" / "val_logloss.tsv"
+    tsv.parent.mkdir(parents=True)
+    pd.DataFrame({"step": [0, 1, 2], "val_logloss": [1.0, 0.8, 0.7]}).to_csv(tsv, sep="\t", index=False)
+    curves = learning_curves(tmp_path, "cnn")
+    f1 = curves["val_macro_f1"]["fold0"]
+    assert f1.index.name == "epoch (both phases)" and list(f1.index) == [0, 1, 2]  # phase 2 counts on
+    assert curves["val_logloss"]["fold0"].index.name == "step"

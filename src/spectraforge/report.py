@@ -214,14 +214,16 @@ def confusion_figure(name: str, cm: np.ndarray) -> str:
 
 
 def learning_curves(reports_dir: Path, name: str) -> dict[str, dict[str, pd.Series]]:
-    """{metric: {fold: series indexed by step}}: history.csv first, dvclive adds other metrics."""
+    """{metric: {fold: series}}: history.csv first (indexed by epoch, counted on across both
+    phases), dvclive adds other metrics (indexed by its step, e.g. LightGBM's iteration)."""
     curves: dict[str, dict[str, pd.Series]] = {}
     history = reports_dir / "plots" / name / "history.csv"
     if history.is_file():
         frame = pd.read_csv(history)
         frame["step"] = frame.groupby("fold").cumcount()  # epochs run on across phases
         for metric in frame.columns.difference(["fold", "phase", "epoch", "step"]):
-            curves[metric] = {f"fold{f}": g.set_index("step")[metric] for f, g in frame.groupby("fold")}
+            curves[metric] = {f"fold{f}": g.set_index("step")[metric].rename_axis("epoch (both phases)")
+                              for f, g in frame.groupby("fold")}
     for tsv in sorted((reports_dir / "live" / name).glob("fold*/plots/metrics/*.tsv")):
         metric, fold = tsv.stem, tsv.parents[2].name
         if metric not in curves or fold not in curves[metric]:
@@ -238,7 +240,7 @@ def curves_figure(name: str, curves: dict[str, dict[str, pd.Series]]) -> str:
         for fold, series in sorted(curves[metric].items()):
             ax.plot(series.index, series.to_numpy(), marker="." if len(series) <= 40 else None, lw=1.2, label=fold)
         ax.set_title(f"{name}: {metric}", fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel(next(iter(curves[metric].values())).index.name or "step")  # history: epochs; dvclive: steps
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
