@@ -43,7 +43,7 @@ def test_seed_determinism():
 
 
 def test_reduced_training_parts_are_nested_seeded_and_leave_other_classes_whole():
-    from spectraforge.data import reduce_per_class
+    from spectraforge.subsets import reduce_per_class
 
     rng = np.random.default_rng(0)
     y = rng.choice(4, 2000, p=[0.7, 0.15, 0.05, 0.1])
