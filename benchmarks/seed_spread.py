@@ -119,7 +119,7 @@ def main() -> None:
         if params != default:
             raise SystemExit(f"{folder}: params.yaml is not HEAD's")
         frames.append(scores(folder, int(params["mock"]["seed"]), same_pipeline(folder)))
-    runs = pd.concat(frames, ignore_index=True)
+    runs = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
     table = spread(runs)
     OUT.mkdir(parents=True, exist_ok=True)
     runs.to_csv(OUT / "seed_spread.csv", index=False)
@@ -130,7 +130,8 @@ def main() -> None:
              + "".join(f" --also {Path(a).name}" for a in args.also) + "` "
              f"(commit {runs['commit'].iloc[0]}; each run: the default params.yaml with mock.seed = folds.seed = "
              f"the seed, so a new mock survey from the same populations and new folds; `dvc repro` "
-             + ", ".join(f"{m:.1f} min for seed {s}" for s, m in minutes.items())
+             + ", ".join(f"{m:.1f} min for seed {s}" if m >= 0.1 else f"seed {s} already up to date"
+                         for s, m in minutes.items())
              + "). sd: sample standard deviation over the runs.", "",
              "| model | " + " | ".join(f"OOF {s}" for s in seeds) + " | OOF mean ± sd [min, max] | "
              + " | ".join(f"test {s}" for s in seeds) + " | test mean ± sd [min, max] |",
