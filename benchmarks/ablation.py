@@ -1,6 +1,7 @@
 """The augmentation ablation on the default mock survey, from the outputs `make run` wrote.
 
     make run && python benchmarks/ablation.py
+    python benchmarks/ablation.py --root ../run --baseline cnn+oversample --section ablation-cnn   # a profile's run
 
 For every variant the ensemble blends (the article's CNN, LightGBM, LightGBM retrained with
 each augmentation source) and the ensemble itself: OOF macro-F1 with its 95 % bootstrap
@@ -26,8 +27,8 @@ from spectraforge.report import paired_delta, predicted_codes
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _oof(name: str) -> pd.DataFrame:
-    folder = ROOT / "data" / ("ensemble" if name == "ensemble" else f"predictions/{name}")
+def _oof(root: Path, name: str) -> pd.DataFrame:
+    folder = root / "data" / ("ensemble" if name == "ensemble" else f"predictions/{name}")
     return pd.read_parquet(folder / "oof.parquet").sort_values("id").reset_index(drop=True)
 
 
@@ -38,19 +39,29 @@ def _ci(value: float, low: float, high: float, signed: bool = False) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--baseline", default="lgbm")
+    ap.add_argument("--baseline", default="cnn")
+    ap.add_argument("--root", default=str(ROOT), help="the checkout whose finished run to read (its params.yaml)")
+    ap.add_argument("--section", default="ablation", help="the RESULTS.md section to write")
     args = ap.parse_args()
-    ens = load_ensemble_params(ROOT / "params.yaml")
+    root = Path(args.root).resolve()
+    ens = load_ensemble_params(root / "params.yaml")
     names = [*ens.inputs, "ensemble"]
-    metrics = {n: json.loads((ROOT / "reports" / "metrics" / f"{n}.json").read_text()) for n in names}
-    test = pd.read_csv(ROOT / "reports" / "plots" / "ablation.csv").set_index("variant")["test_macro_f1"]
-    base = _oof(args.baseline)
+    metrics = {n: json.loads((root / "reports" / "metrics" / f"{n}.json").read_text()) for n in names}
+    test = pd.read_csv(root / "reports" / "plots" / "ablation.csv").set_index("variant")["test_macro_f1"]
+    base = _oof(root, args.baseline)
     y = label_index(base["label"])
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    profile = "default params.yaml" if args.section == "ablation" else f"params.yaml of the run: {', '.join(ens.inputs)}"
+    extra_args = "".join(f" --{k} {v}" for k, v in (("baseline", args.baseline), ("section", args.section))
+                         if v != ap.get_default(k))
     lines = [
-        "## Augmentation ablation on the default mock survey",
+        f"## Augmentation ablation on the default mock survey{'' if args.section == 'ablation' else ' (' + args.section + ')'}",
         "",
-        f"Run {stamp()}.",
-        "Command: `make run && python benchmarks/ablation.py` (default params.yaml). OOF: out-of-fold over the "
+        f"Tabled {stamp()}, from the run in a clone of commit {commit}.",
+        f"Command: `make run && python benchmarks/ablation.py{extra_args}` ({profile}). OOF: out-of-fold over the "
         f"{len(y)} training spectra, 95 % bootstrap intervals; Δ: against `{args.baseline}`, paired bootstrap over "
         "the same OOF rows; extra: synthetic spectra used over all folds; mock test: macro-F1 on the mock "
         "survey's held-apart test labels.",
@@ -66,7 +77,7 @@ def main() -> None:
         if name == args.baseline:
             row += ["baseline", "", ""]
         else:
-            oof = _oof(name)
+            oof = _oof(root, name)
             if not np.array_equal(oof["id"], base["id"]):
                 raise ValueError(f"{name}: OOF rows differ from {args.baseline}'s")
             d = paired_delta(y, predicted_codes(oof), predicted_codes(base), n_boot=1000, seed=0)
@@ -94,7 +105,7 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    write_section("ablation", text)
+    write_section(args.section, text)
 
 
 if __name__ == "__main__":
