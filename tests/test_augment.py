@@ -144,7 +144,7 @@ def test_kfold_trains_on_real_rows_plus_the_folds_extras(world, monkeypatch):
 
 
 @pytest.mark.parametrize("source", ["oversample", "noise"])
-def test_no_validation_spectrum_or_child_reaches_a_cnn_folds_sampler_pool(world, source, monkeypatch):
+def test_no_validation_spectrum_or_child_reaches_a_cnn_folds_sampler_pool(world, source, monkeypatch, tmp_path):
     """The pool the CNN's balanced sampler draws every training batch from, fold by fold: its
     real rows are none of the fold's validation spectra, and each extra spectrum is a child of a
     training spectrum (oversample: an exact copy, so byte equality would catch a leaked one)."""
@@ -160,12 +160,13 @@ def test_no_validation_spectrum_or_child_reaches_a_cnn_folds_sampler_pool(world,
         return real_dataset(X, labels_int, row_indices, sampler, steps_per_epoch, extra)
 
     monkeypatch.setattr(training, "make_train_dataset", spy)
+    monkeypatch.setenv("SPECTRAFORGE_CHECKPOINTS", str(tmp_path / "ckpt"))  # no fold restored from elsewhere
     fit = {"batch_size": 16, "seed": 1, "jit_compile": False, "patience": 5,
            "phase1": {"epochs": 1, "steps": 2, "lr": 0.01, "loss": "crossentropy"},
            "phase2": {"epochs": 0, "steps": 1, "lr": 0.001, "loss": "macro_f1"}}
     spec = ModelSpec(kind="cnn", config={"network": {"n_pix": N_PIX, "channels": [4], "dense_units": 4}, "fit": fit})
     params = TrainParams(models=[], prepared_dir=str(world / "prepared"), folds=str(world / "folds.csv"),
-                         threads=1, variants={})
+                         threads=2, variants={})  # the session's TensorFlow pools (conftest)
     name = f"cnn+{source}"
     extras = FoldExtras(name, AugmentSpec("cnn", source), world / "syn", world / "models")
     run_kfold(name, params, models_dir=world / "mc", predictions_dir=world / "pc", reports_dir=world / "rc",

@@ -263,7 +263,7 @@ def test_int_is_accepted_where_a_number_is_expected(tmp_path, repo_root):
     _load_key(tmp_path / "params.yaml", "ensemble.C")
 
 
-# ------------------------------------------------- the full profile (README "The full profile")
+# ------------------------------------------------- the profiles (README "Profiles")
 
 PROFILE_KEYS = [("generate", "generators"), ("augment", "variants"), ("ensemble", "inputs")]
 
