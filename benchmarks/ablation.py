@@ -61,7 +61,8 @@ def main() -> None:
         f"## Augmentation ablation on the default mock survey{'' if args.section == 'ablation' else ' (' + args.section + ')'}",
         "",
         f"Tabled {stamp()}, from the run in a clone of commit {commit}.",
-        f"Command: `make run && python benchmarks/ablation.py{extra_args}` ({profile}). OOF: out-of-fold over the "
+        f"Command: `{'make run' if args.section == 'ablation' else 'dvc repro'} && python benchmarks/ablation.py"
+        f"{extra_args}{'' if args.root == str(ROOT) else ' --root <the run>'}` ({profile}). OOF: out-of-fold over the "
         f"{len(y)} training spectra, 95 % bootstrap intervals; Δ: against `{args.baseline}`, paired bootstrap over "
         "the same OOF rows; extra: synthetic spectra used over all folds; mock test: macro-F1 on the mock "
         "survey's held-apart test labels.",

@@ -176,7 +176,9 @@ def main() -> None:
 
 
 def section(table: pd.DataFrame, args, ks, ns, n_rows: int) -> list[str]:
-    first = table.iloc[0]
+    full = table[table["n_per_class"] == "all"]
+    n_all = (f"Training spectra per fold at N=all: {full['train_galaxy'].iloc[0]:.0f} galaxies, "
+             f"{full['train_qso'].iloc[0]:.0f} quasars (mean over the folds run)." if len(full) else "")
     lines = ["## Rare classes: generators against oversampling with N galaxies and quasars per fold", "",
              f"Run {stamp()}.",
              f"Command: `python benchmarks/rare_class.py --n {args.n} --folds {args.folds} --batches {args.batches} "
@@ -185,7 +187,7 @@ def section(table: pd.DataFrame, args, ks, ns, n_rows: int) -> list[str]:
              f"N quasars, nested in N; every generator fitted on that part only; the CNN at {args.batches} batches "
              "per fold, LightGBM as in params.yaml). Cell: minority F1 (mean of galaxy and quasar F1), then Δ "
              f"against `{CONTROL}` at the same N with its paired bootstrap 95 % interval over the same rows "
-             f"({args.n_boot} resamples). Training quasars at N=all: {first['train_qso'] if first['n_per_class'] == 'all' else '—'}.",
+             f"({args.n_boot} resamples). {n_all}",
              ""]
     for model, part in table.groupby("model", sort=False):
         lines += [f"**{'CNN' if model == 'cnn' else 'LightGBM'}**", "",
