@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,17 @@ def main() -> None:
     test = pd.read_csv(root / "reports" / "plots" / "ablation.csv").set_index("variant")["test_macro_f1"]
     base = _oof(root, args.baseline)
     y = label_index(base["label"])
-    import subprocess
-
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    profile = "default params.yaml" if args.section == "ablation" else f"params.yaml of the run: {', '.join(ens.inputs)}"
+    default = ens == load_ensemble_params(ROOT / "params.yaml")
+    profile = "default params.yaml" if default else f"params.yaml of the run: {', '.join(ens.inputs)}"
     extra_args = "".join(f" --{k} {v}" for k, v in (("baseline", args.baseline), ("section", args.section))
                          if v != ap.get_default(k))
     lines = [
         f"## Augmentation ablation on the default mock survey{'' if args.section == 'ablation' else ' (' + args.section + ')'}",
         "",
         f"Tabled {stamp()}, from the run in a clone of commit {commit}.",
-        f"Command: `{'make run' if args.section == 'ablation' else 'dvc repro'} && python benchmarks/ablation.py"
+        f"Command: `{'make run' if default else 'dvc repro'} && python benchmarks/ablation.py"
         f"{extra_args}{'' if args.root == str(ROOT) else ' --root <the run>'}` ({profile}). OOF: out-of-fold over the "
         f"{len(y)} training spectra, 95 % bootstrap intervals; Δ: against `{args.baseline}`, paired bootstrap over "
         "the same OOF rows; extra: synthetic spectra used over all folds; mock test: macro-F1 on the mock "

@@ -51,6 +51,16 @@ def scaled_fit(fit: dict, budget: int) -> dict:
     return fit
 
 
+def decided_labels(P: np.ndarray, y: np.ndarray, fold: np.ndarray, decision) -> np.ndarray:
+    """Labels of OOF probabilities ``P`` (rows of the folds run): the nested-CV decision weights
+    of ``train.decision`` (each fold's weights tuned on the other folds' rows), argmax with one fold."""
+    if len(np.unique(fold)) < 2:
+        return P.argmax(axis=1)
+    from spectraforge.crossval import decide_labels
+
+    return decide_labels(P, P[:0], y, fold, decision)[0]
+
+
 def article(fit: dict, faithful: dict) -> tuple[dict, dict]:
     """The default's budget split, with ``train.variants.cnn_article``'s network (its keys over
     CNNConfig's defaults, as the pipeline builds it) and learning rates (a constant schedule)."""
@@ -85,7 +95,7 @@ def main() -> None:
     params = yaml.safe_load(Path(args.params).read_text())
     configure_threads(params["train"]["threads"])
     from spectraforge import training
-    from spectraforge.crossval import DecisionParams, ModelSpec, build_classifier, decide_labels
+    from spectraforge.crossval import DecisionParams, ModelSpec, build_classifier
     from spectraforge.data import fold_rows, label_index, load_prepared
     from spectraforge.metrics import macro_f1
     from spectraforge.models.lgbm import SpectrumLGBM
@@ -128,8 +138,7 @@ def main() -> None:
         raw = macro_f1(y[rows], P.argmax(axis=1))
         if len(oof) < 2:
             return raw, float("nan")
-        pred, _, _ = decide_labels(P, P[:0], y[rows], fold[rows], decision)
-        return raw, macro_f1(y[rows], pred)
+        return raw, macro_f1(y[rows], decided_labels(P, y[rows], fold[rows], decision))
 
     if args.overhead:
         tiny = {**cnn["fit"], "phase1": {**cnn["fit"]["phase1"], "epochs": 1, "steps": 5},

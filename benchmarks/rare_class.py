@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from _results import publish, stamp
-from learning_curve import scaled_fit
+from learning_curve import decided_labels, scaled_fit
 from spectraforge.training import configure_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ def main() -> None:
     raw = yaml.safe_load(Path(args.params).read_text())
     tp = raw["train"]
     configure_threads(tp["threads"])
-    from spectraforge.crossval import DecisionParams, ModelSpec, build_classifier, decide_labels
-    from spectraforge.data import check_no_leak, fold_rows, label_index, load_prepared
+    from spectraforge.crossval import DecisionParams, ModelSpec, build_classifier
+    from spectraforge.data import fold_rows, label_index, load_prepared
     from spectraforge.subsets import reduce_per_class
     from spectraforge.generative.stage import _generate_fold, load_generate_params, sample_counts
     from spectraforge.labels import LABELS
@@ -90,7 +90,7 @@ def main() -> None:
     cnn_fit = scaled_fit(tp["variants"]["cnn"]["config"]["fit"], args.batches)
     specs = {"cnn": ModelSpec(kind="cnn", config={**tp["variants"]["cnn"]["config"], "fit": cnn_fit}),
              "lgbm": ModelSpec(kind="lgbm", config=tp["variants"]["lgbm"]["config"])}
-    minority = {LABELS.index(c): None for c in MINORITY}
+    minority = [LABELS.index(c) for c in MINORITY]
     setup = json.dumps({"train": tp["variants"], "generate": raw["generate"], "batches": args.batches,
                         "prepared": str((ROOT / tp["prepared_dir"] / "train.npy").stat().st_mtime_ns)},
                        sort_keys=True, default=str)
@@ -100,7 +100,6 @@ def main() -> None:
     def cell(model, source, n, k) -> Path:
         return cache / f"{model}-{source}-{n_label(n)}-fold{k}.npz"
 
-    extras_used: dict = {}
     t_start = time.perf_counter()
     for k in ks:
         va = np.flatnonzero(fold == k)
@@ -109,6 +108,7 @@ def main() -> None:
             tr = reduce_per_class(np.flatnonzero(fold != k), y, {c: n for c in minority} if n is not None else {},
                                   seed=gp.seed + 1000 * k)
             X_tr = None
+            counts, _ = sample_counts(y[tr], gp.target, gp.target_mode, gp.min_train)  # the same for every source
             for source in sources:
                 todo = [m for m in models if not cell(m, source, n, k).exists()]
                 if not todo:
@@ -116,10 +116,10 @@ def main() -> None:
                 X_tr = np.asarray(data.train[tr], np.float32) if X_tr is None else X_tr
                 extra, n_extra = None, 0
                 if source != "none":
-                    counts, _ = sample_counts(y[tr], gp.target, gp.target_mode, gp.min_train)
                     gen, syn, _ = _generate_fold(source, gp.variants[source], X_tr, y[tr], ids[tr], counts,
                                                  gp.seed + 1000 * k)
-                    check_no_leak(ids[va], gen.fit_ids, syn["parent"], f"rare_class: {source}, fold {k}, N={n_label(n)}")
+                    # stronger than the stage's check_no_leak: the reduced part holds no validation id,
+                    # and nothing outside it (the cut spectra included) may be fitted on or borrowed from
                     outside = (set(map(str, gen.fit_ids)) | set(map(str, syn["parent"]))) - set(ids[tr]) - {""}
                     if outside:
                         raise AssertionError(f"{source}: fitted on or borrowed from spectra outside the reduced "
@@ -145,22 +145,15 @@ def main() -> None:
     rows = []
     for model in models:
         for n in ns:
-            decided = {}
-            for source in sources:
-                parts = [np.load(cell(model, source, n, k)) for k in ks]
-                va = np.concatenate([p["rows"] for p in parts])
-                P = np.concatenate([p["proba"] for p in parts])
-                if len(ks) > 1:
-                    pred, _, _ = decide_labels(P, P[:0], y[va], fold[va], decision)
-                else:
-                    pred = P.argmax(axis=1)
-                decided[source] = pred
-                extras_used[(model, source, n)] = (sum(int(p["n_extra"]) for p in parts),
-                                                   {c: np.mean([int(p[f"n_real_{c}"]) for p in parts]) for c in MINORITY})
-            for source in sources:
+            parts = {s: [np.load(cell(model, s, n, k)) for k in ks] for s in sources}
+            va = np.concatenate([p["rows"] for p in parts[CONTROL]])  # the same rows for every source
+            decided = {s: decided_labels(np.concatenate([p["proba"] for p in ps]), y[va], fold[va], decision)
+                       for s, ps in parts.items()}
+            for source, ps in parts.items():
                 d = paired_delta(y[va], decided[source], decided[CONTROL], n_boot=args.n_boot, seed=0)
                 f1 = per_class_f1(y[va], decided[source])
-                n_extra, n_real = extras_used[(model, source, n)]
+                n_extra = sum(int(p["n_extra"]) for p in ps)
+                n_real = {c: np.mean([int(p[f"n_real_{c}"]) for p in ps]) for c in MINORITY}
                 rows.append({"model": model, "source": source, "n_per_class": n_label(n),
                              "minority_f1": float(np.mean([f1[c] for c in MINORITY])),
                              "delta_vs_oversample": d["minority_f1"], "ci_low": d["minority_f1_low"],
