@@ -32,13 +32,18 @@ def read_spectrum(path) -> Spectrum:
 
 
 def _read_fits(path, blob: bytes, fast: bool = True) -> Spectrum:
-    """LAMOST files through the fast parser; SDSS and anything unusual through astropy."""
+    """LAMOST and SDSS files through the fast parser (its first three HDUs are all the readers
+    use); anything unusual, and every file the fast path cannot read, through astropy. Every
+    HDU's structure is checked first either way, so a file cut short after the HDUs the
+    readers use is still refused as truncated."""
     if fast:
         try:
+            fastfits.check_structure(blob)
+        except fastfits.HeaderError as exc:
+            raise SpectrumReadError(path, str(exc)) from None
+        try:
             hdul = fastfits.parse(blob)
-            fmt = fits_format(path, hdul)
-            if fmt != "sdss":  # SDSS tables carry strings and many HDUs: astropy's job
-                return READERS[fmt](path, hdul)
+            return READERS[fits_format(path, hdul)](path, hdul)
         except (fastfits.Fallback, KeyError, ValueError, TypeError, IndexError, AttributeError):
             pass  # the general parser decides, and words the error if the file is bad
     with open_fits(path, blob) as hdul:

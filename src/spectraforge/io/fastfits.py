@@ -104,17 +104,33 @@ class Columns:
 
 
 class TableData:
-    """Rows of a binary table with fixed-length columns; ``table[i][name]`` is a numpy array."""
+    """Rows of a binary table with fixed-length columns: ``table[i][name]`` is a row's value,
+    ``table[name]`` a whole column, as astropy gives them (character columns as ``str`` with
+    trailing blanks removed, logical columns as ``bool``)."""
 
-    def __init__(self, record: np.ndarray, names: list[str]):
-        self._record, self.columns = record, Columns(names)
+    def __init__(self, record: np.ndarray, names: list[str], logical: frozenset = frozenset()):
+        self._record, self.columns, self._logical = record, Columns(names), logical  # logical: 'L' columns
 
     def __len__(self) -> int:
         return len(self._record)
 
-    def __getitem__(self, i: int):
-        row = self._record[i]
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return _column(self._record, key, self.columns.names, self._logical)
+        row = self._record[key]
         return {name: row[name] for name in self.columns.names}
+
+
+def _column(record: np.ndarray, key: str, names: list[str], logical: frozenset) -> np.ndarray:
+    name = key if key in names else next((n for n in names if n.lower() == key.lower()), None)
+    if name is None:
+        raise KeyError(key)
+    col = record[name]
+    if col.dtype.kind == "S":  # astropy: str, trailing blanks (and NULs) stripped
+        return np.char.rstrip(np.char.decode(col, "ascii", errors="replace"), " \x00")
+    if name in logical:  # 'T' / 'F' bytes
+        return col == ord("T")
+    return col
 
 
 class TableHDU:
@@ -164,7 +180,9 @@ def _table(header: Header, blob: bytes, offset: int):
         raise Fallback("table data runs past the end of the file")
     record = np.frombuffer(blob, dtype=dtype, count=nrows, offset=offset)
     native = record.astype(dtype.newbyteorder("="))
-    return TableData(native, [n for n, _ in fields]), offset + _padded(nbytes)
+    logical = frozenset(str(header.get(f"TTYPE{i}", f"col{i}")) for i in range(1, int(header["TFIELDS"]) + 1)
+                        if str(header[f"TFORM{i}"]).strip().endswith("L"))
+    return TableData(native, [n for n, _ in fields], logical), offset + _padded(nbytes)
 
 
 class HDUList(list):
@@ -191,7 +209,11 @@ class HDUList(list):
 
 
 def parse(blob: bytes, max_hdus: int = 3) -> HDUList:
-    """Primary HDU and up to ``max_hdus - 1`` extensions; raises Fallback on anything unusual."""
+    """Primary HDU and up to ``max_hdus - 1`` extensions; raises Fallback on anything unusual,
+    including a length that is not whole 2880-byte blocks (a file cut short, perhaps after
+    the HDUs read here: astropy then words the error)."""
+    if len(blob) % BLOCK:
+        raise Fallback("the file is not a whole number of 2880-byte blocks")
     header, offset = parse_header(blob, 0)
     if header.get("SIMPLE") is not True:
         raise Fallback("SIMPLE is not T")

@@ -36,13 +36,19 @@ def read_sdss(path, hdul) -> Spectrum:
     return spec
 
 
+INFO_COLUMNS = ("PLATE", "MJD", "FIBERID", "TARGETID", "SPECOBJID", "SN_MEDIAN_ALL", "CLASS", "SUBCLASS", "Z")
+
+
 def _info_row(hdul) -> tuple[str | None, dict]:
-    """(HDU name, its row as {UPPER-CASE column: value}), or (None, {}) without SPECOBJ/SPALL."""
+    """(HDU name, the columns of its row that the metadata uses as {UPPER-CASE column: value}),
+    or (None, {}) without SPECOBJ/SPALL. Only those columns are converted: a SPALL row has
+    ~230, and turning each into Python objects was most of the cost of reading a file."""
     for name in INFO_HDUS:
         if name in hdul:
             data = hdul[name].data
             if data is not None and len(data):
-                return name, {col.upper(): data[col][0] for col in data.columns.names}
+                return name, {col.upper(): data[col][0] for col in data.columns.names
+                              if col.upper() in INFO_COLUMNS}
     return None, {}
 
 
