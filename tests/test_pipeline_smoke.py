@@ -161,7 +161,10 @@ def test_oof_covers_every_training_spectrum_once(tiny_repo):
         assert len(test) == 24
         metrics = json.loads((work / f"reports/metrics/{name}.json").read_text())
         assert 0 <= metrics["macro_f1"] <= 1 and metrics["n_train"] == len(train_ids)
-        assert len(list((work / "models" / name).glob("fold*"))) == 3
+        manifest = json.loads((work / "models" / name / "manifest.json").read_text())
+        assert len(manifest["folds"]) == 3 and all((work / "models" / name / f).is_file() for f in manifest["folds"])
+        # a CNN fold is its model file and its layer export (predict's TensorFlow-free path)
+        assert len(list((work / "models" / name).glob("fold*"))) == (6 if name == "cnn" else 3)
 
 
 def test_dvc_metrics_and_plots_render(tiny_repo):
@@ -187,7 +190,11 @@ def test_predict_on_real_spectra(tiny_repo, real_dir, tmp_path):
 
 
 def test_predict_applies_the_ensemble_and_reproduces_the_submission(tiny_repo, tmp_path):
+    from spectraforge.models.cnn_onnx import export_path
+
     work, _ = tiny_repo
+    folds = json.loads((work / "models/cnn/manifest.json").read_text())["folds"]
+    assert all(export_path(work / "models/cnn" / f).is_file() for f in folds)  # predict runs these (no TensorFlow)
     out = tmp_path / "test_pred.csv"
     run(["spectraforge", "predict", "data/raw/mock/test.zip", "--models", "models", "--out", str(out)], work)
     pred = pd.read_csv(out, dtype={"id": str}).set_index("id")

@@ -6,7 +6,8 @@ level-1 model (the Conv1D network, LightGBM on features, later the augmented var
 goes through the same loop, so their OOF tables line up row for row for the ensemble.
 
 Outputs for a variant NAME:
-  models/NAME/fold<k>.<suffix>        the fold's classifier (Classifier.save: .keras, .npz; no pickle)
+  models/NAME/fold<k>.<suffix>        the fold's classifier (Classifier.save: .keras, .npz; no pickle), and
+                                      any companion file save wrote beside it (a CNN's fold<k>.net.npz)
   models/NAME/manifest.json           what `predict` needs: kind, fold files, labels, grid, config
   data/predictions/NAME/oof.parquet   id, fold, label, p_star, p_galaxy, p_qso, p_unknown
   data/predictions/NAME/test.parquet  id, p_* (mean over folds)
@@ -240,6 +241,9 @@ def run_kfold(name: str, params: TrainParams, models_dir="models", predictions_d
             history += saved["record"]["history"]
             fold_files.append(saved["record"]["model"])
             shutil.copy(saved["files"] / fold_files[-1], out_models / fold_files[-1])
+            for companion in sorted(saved["files"].glob(f"fold{k}.*")):  # e.g. a CNN fold's layer export
+                if companion.name != fold_files[-1] and companion.is_file():
+                    shutil.copy(companion, out_models / companion.name)
         assert not np.isnan(oof).any(), "every training spectrum gets exactly one OOF prediction"
         pred, test_pred, weights = decide_labels(oof, test, y, fold, params.decision)
         for k in ks:

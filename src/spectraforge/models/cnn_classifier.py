@@ -87,9 +87,14 @@ class SpectrumCNN(Classifier):
         return predict_proba(self.model, X)
 
     def save(self, stem: Path) -> str:
+        """``<stem>.keras`` (the model) and ``<stem>.net.npz`` (its layers and weights as plain
+        arrays, for predict's TensorFlow-free forward pass: models.cnn_onnx)."""
+        from spectraforge.models.cnn_onnx import export_path, save_export
+
         path = Path(stem).with_suffix(self.suffix)
         model = self.model if getattr(self, "model", None) is not None else self.result.model
         model.save(path)
+        save_export(model, export_path(path), source=path)
         return path.name
 
     @classmethod
