@@ -1,4 +1,5 @@
-"""`spectraforge predict` end to end on FITS files, against a plain astropy read loop in the same run.
+"""`spectraforge predict` end to end on FITS files, against its TensorFlow backend (what it ran
+before the CNN folds moved to onnxruntime) and a plain astropy read loop, in the same run.
 
 The models folder has the shape a default `make run` writes (the inference cost does not
 depend on how long the models trained): train@cnn (5 folds of the network as params.yaml
@@ -11,9 +12,10 @@ Inputs: the real LAMOST and SDSS files of ../shared/real repeated (copies in a t
 folder, never in the repository; skipped when ../shared is absent) and mock LAMOST FITS
 (both layouts, half gzipped). Each `predict` runs as its own process (`spectraforge predict`
 exactly as a user calls it, plus a line of counters), so the wall time includes Python,
-TensorFlow and model start-up; the breakdown comes from the counters predict keeps.
+library and model start-up; the breakdown comes from the counters predict keeps. The two
+backends' CSVs are compared row by row (largest probability difference, label agreement).
 
-    python benchmarks/predict.py [--n-real 2000] [--n-mock 2000] [--small 500] [--n-jobs 1]
+    python benchmarks/predict.py [--n-real 1500] [--n-mock 1500] [--small 1500] [--n-jobs 1]
 """
 from __future__ import annotations
 
@@ -50,36 +52,14 @@ t0 = time.perf_counter()
 from spectraforge.predict import predict
 args = json.loads(sys.argv[1])
 s = predict(args["inputs"], args["models"], args["out"], n_jobs=args["n_jobs"], progress=False,
-            combiner_path=args["combiner"])
+            combiner_path=args["combiner"], cnn_backend=args["cnn_backend"])
 wall = time.perf_counter() - t0
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print("RESULT " + json.dumps({"predicted": s.predicted, "errors": s.errors, "inputs": s.inputs,
       "seconds": s.seconds, "cpu_seconds": s.cpu_seconds, "wall_in_process": wall, "rss_main_mb": me.ru_maxrss / 1024,
-      "rss_reader_mb": s.reader_peak_mb or 0.0,
+      "rss_reader_mb": s.reader_peak_mb or 0.0, "backends": s.backends,
+      "tensorflow_imported": "tensorflow" in sys.modules,
       "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
-"""
-
-
-REFERENCE = """
-import json, resource, sys, time
-t0 = time.perf_counter()
-from spectraforge.training import configure_threads
-configure_threads(2)
-from spectraforge.ensemble import load_combiner
-from spectraforge.predict import FoldEnsemble, combine, input_chunks
-from spectraforge.prepare import _process_chunk
-args = json.loads(sys.argv[1])
-ens = FoldEnsemble(args["models"])
-combiner = load_combiner(args["combiner"])
-n = 0
-for chunk in input_chunks(args["inputs"])[0]:  # read in this process, then each fold model alone
-    flux, meta, _ = _process_chunk(chunk, ens.wave, ens.normalise, 1.0)
-    if len(flux):
-        combine(ens.per_variant_reference(flux), combiner)
-        n += len(flux)
-me = resource.getrusage(resource.RUSAGE_SELF)
-print("RESULT " + json.dumps({"predicted": n, "wall_in_process": time.perf_counter() - t0,
-                              "cpu_s": me.ru_utime + me.ru_stime}))
 """
 
 
@@ -120,6 +100,7 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
     from spectraforge.ensemble import FittedEnsemble, WeightedAverage
     from spectraforge.io.spectrum import LABELS
     from spectraforge.models.cnn import CNNConfig, build_cnn
+    from spectraforge.models.cnn_onnx import export_path, save_export
     from spectraforge.models.lgbm import LGBMConfig, SpectrumLGBM
     from spectraforge.training import configure_threads
 
@@ -142,7 +123,9 @@ def build_models(out: Path, n_folds: int = 5) -> Path:
     (staging / "cnn").mkdir(parents=True)
     for k in range(n_folds):
         keras.utils.set_random_seed(k)
-        build_cnn(cnn_cfg).save(staging / "cnn" / f"fold{k}.keras")
+        net, path = build_cnn(cnn_cfg), staging / "cnn" / f"fold{k}.keras"
+        net.save(path)  # as SpectrumCNN.save writes a fold: the model and its layer export
+        save_export(net, export_path(path), source=path)
     manifest("cnn", "cnn", [f"fold{k}.keras" for k in range(n_folds)], [asdict(cnn_cfg)])
     base = params["train"]["variants"]["lgbm"]["config"]
     names = lgbm_variants(params)
@@ -186,11 +169,12 @@ def make_inputs(folder: Path, n_real: int, n_mock: int) -> list[Path]:
     return sorted(paths)
 
 
-def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int, driver: str = DRIVER) -> dict:
+def run_predict(inputs: list[Path], models: Path, out: Path, n_jobs: int, driver: str = DRIVER,
+                cnn_backend: str = "auto") -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = {"inputs": [str(p) for p in inputs], "models": str(models), "out": str(out), "n_jobs": n_jobs,
-            "combiner": str(models / "combiner.json")}
+            "combiner": str(models / "combiner.json"), "cnn_backend": cnn_backend}
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", driver, json.dumps(args)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -204,17 +188,43 @@ def load_avg() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def agreement(a: Path, b: Path) -> tuple[float, float, bool]:
+    """(largest |Δp| over every probability, share of equal labels, same rows in the same order)."""
+    import pandas as pd
+
+    x, y = pd.read_csv(a, dtype={"id": str}), pd.read_csv(b, dtype={"id": str})
+    cols = [c for c in x.columns if c.startswith("p_")]
+    same_rows = x["file"].tolist() == y["file"].tolist()
+    return float(np.abs(x[cols].to_numpy() - y[cols].to_numpy()).max()), float((x["type"] == y["type"]).mean()), same_rows
+
+
+def breakdown(run: dict, n: int, n_jobs: int, n_lgbm: int) -> list[str]:
+    w, c = run["seconds"], run["cpu_seconds"]
+    read_cpu = c.get("read (reader processes)", 0.0)
+    steps = [("startup", "start-up: libraries, models, sessions"), ("read wait", "waiting for the readers"),
+             ("cnn", "CNN, 5 folds"), ("features", f"LightGBM features + {5 * n_lgbm} PCA"),
+             ("lgbm", f"LightGBM, {5 * n_lgbm} boosters"), ("combine", "combiner"), ("write", "CSV writing")]
+    table = [f"| {label} | {w.get(k, 0):.1f} | {c.get(k, 0):.1f} | {1000 * c.get(k, 0) / n:.2f} |" for k, label in steps]
+    table.append(f"| reading + preprocessing, in {n_jobs} reader process(es) (overlaps the rest) | — | "
+                 f"{read_cpu:.1f} | {1000 * read_cpu / n:.2f} |")
+    table.append(f"| total `predict` call (main process) | {w['total']:.1f} | {c['total']:.1f} | "
+                 f"{1000 * c['total'] / n:.2f} |")
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n-real", type=int, default=2000, help="copies of the real files (0 without ../shared)")
-    ap.add_argument("--n-mock", type=int, default=2000)
-    ap.add_argument("--small", type=int, default=500, help="the smaller input count (peak memory, before/after)")
+    ap.add_argument("--n-real", type=int, default=1500, help="copies of the real files (0 without ../shared)")
+    ap.add_argument("--n-mock", type=int, default=1500)
+    ap.add_argument("--small", type=int, default=1500, help="the smaller input count (peak memory: past the first blocks, it should not grow)")
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    from spectraforge.models.cnn_onnx import export_path
+
     models = WORK / "models-default"
-    if args.rebuild or not (models / "combiner.json").exists():
+    if args.rebuild or not (models / "combiner.json").exists() or not export_path(models / "cnn" / "fold0.keras").exists():
         print(f"building a default-shaped models folder in {models} ...", flush=True)
         build_models(models)
     n_lgbm = len(json.loads((models / "combiner.json").read_text())["inputs"]) - 1  # all but the CNN
@@ -227,57 +237,64 @@ def main() -> None:
         n = len(files)
         astropy_loop(files[:50])  # warm the page cache for both
         base = astropy_loop(files)
-        big = run_predict([tmp / "in"], models, tmp / "big.csv", args.n_jobs)
+        # in turn: the new default (onnxruntime), the TensorFlow path it replaces, the default again
+        runs = [run_predict([tmp / "in"], models, tmp / "onnx1.csv", args.n_jobs)]
+        tf_run = run_predict([tmp / "in"], models, tmp / "tf.csv", args.n_jobs, cnn_backend="tensorflow")
+        runs.append(run_predict([tmp / "in"], models, tmp / "onnx2.csv", args.n_jobs))
         small_dir = tmp / "small"
         small_dir.mkdir()
         for i, f in enumerate(files[:: max(1, n // args.small)][: args.small]):
             os.link(f, small_dir / f"{i:06d}_{f.name}")
         small = run_predict([small_dir], models, tmp / "small.csv", args.n_jobs)
-        before = run_predict([small_dir], models, tmp / "ref.csv", args.n_jobs, REFERENCE)
         base_after = astropy_loop(files)
+        max_dp, same_label, same_rows = agreement(tmp / "onnx1.csv", tmp / "tf.csv")
     load_after = load_avg()
-    assert big["predicted"] + big["errors"] == big["inputs"] == n, big
+    for r in (*runs, tf_run):
+        assert r["predicted"] + r["errors"] == r["inputs"] == n, r
+    big = min(runs, key=lambda r: n / r["wall"])  # the slower of the two: the figure quoted
+    rates = [n / r["wall"] for r in runs]
+    tf_rate = n / tf_run["wall"]
     w, c = big["seconds"], big["cpu_seconds"]
-    rate = n / big["wall"]
     steady = n / (w["total"] - w["startup"])
     read_cpu = c.get("read (reader processes)", 0.0)
     steady_cpu = c["total"] - c["startup"] + read_cpu  # what the work costs after start-up, readers included
     baseline = (base + base_after) / 2
-    steps = [("startup", "start-up: TensorFlow, models, tracing"), ("read wait", "waiting for the readers"),
-             ("cnn", "CNN, 5 folds (compiled at start-up)"), ("features", f"LightGBM features + {5 * n_lgbm} PCA"),
-             ("lgbm", f"LightGBM, {5 * n_lgbm} boosters"), ("combine", "combiner"), ("write", "CSV writing")]
-    table = [f"| {label} | {w.get(k, 0):.1f} | {c.get(k, 0):.1f} | {1000 * c.get(k, 0) / n:.2f} |" for k, label in steps]
-    table.append(f"| reading + preprocessing, in {args.n_jobs} reader process(es) (overlaps the rest) | — | "
-                 f"{read_cpu:.1f} | {1000 * read_cpu / n:.2f} |")
-    table.append(f"| total `predict` call (main process) | {w['total']:.1f} | {c['total']:.1f} | "
-                 f"{1000 * c['total'] / n:.2f} |")
+    shared = max(float(x) for x in load_before.split(", ")[:1] + load_after.split(", ")[:1]) > 0.5 * cores + 0.5
     lines = [
         "## Predict: `spectraforge predict` with the default ensemble, end to end",
         "",
         f"Run {stamp()}; load average {load_before} before, {load_after} after (1, 5, 15 min): "
         + ("the machine was shared with other jobs (load above its core count), so wall-clock rates are "
            "a fraction of what the 2 cores give; the CPU-second figures and the same-run ratios hold better."
-           if max(float(x) for x in load_before.split(", ")[:1] + load_after.split(", ")[:1]) > 0.5 * cores + 0.5
-           else "the machine was otherwise idle."),
+           if shared else "the machine was otherwise idle."),
         f"Command: `python benchmarks/predict.py --n-real {args.n_real} --n-mock {args.n_mock} --small {args.small} "
-        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of params.yaml's network, {n_lgbm} LightGBM "
-        f"variants × 5 folds at params.yaml's sizes, the ensemble combiner over {n_lgbm + 1} variants). Inputs: "
-        f"{n} FITS files in one folder ({n_real} copies of the real LAMOST/SDSS files of ../shared/real, "
-        f"{args.n_mock} mock LAMOST FITS, both layouts, half gzipped). `predict` runs as its own process with "
-        f"{args.n_jobs} reader process(es); its wall time includes Python, TensorFlow and model start-up. "
-        "Baselines in the same run: the plain astropy loop of benchmarks/ingest.py on the same files (open, take "
-        "the flux, close; mean of a run before and after), and the previous predict algorithm (read in the main "
-        "process, each fold model called alone: `FoldEnsemble.per_variant_reference`) on the smaller input set.",
+        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of params.yaml's network with their layer "
+        f"exports, as the train stage writes them; {n_lgbm} LightGBM variants × 5 folds at params.yaml's sizes; the "
+        f"ensemble combiner over {n_lgbm + 1} variants). Inputs: {n} FITS files in one folder ({n_real} copies of "
+        f"the real LAMOST/SDSS files of ../shared/real, {args.n_mock} mock LAMOST FITS, both layouts, half gzipped). "
+        f"Each `predict` runs as its own process with {args.n_jobs} reader process(es); its wall time includes "
+        "Python, library and model start-up. In turn, in the same run: the default (the CNN folds on onnxruntime "
+        "from their exports), `--cnn-backend tensorflow` (the Keras folds, one XLA-compiled function: what predict "
+        "ran before), the default again; and the plain astropy loop of benchmarks/ingest.py on the same files "
+        "(open, take the flux, close; mean of a run before and after).",
         "",
         "| measure | value | baseline (same run) | ratio |",
         "|---|---|---|---|",
-        f"| end to end, {n} files | {rate:.0f} files/s ({big['wall']:.1f} s) | astropy loop {baseline:.0f} files/s "
-        f"| {rate / baseline:.2f}× |",
-        f"| after start-up | {steady:.0f} files/s | | {steady / baseline:.2f}× |",
-        f"| {small['inputs']} files, end to end | {small['inputs'] / small['wall']:.0f} files/s | previous algorithm "
-        f"{before['predicted'] / before['wall']:.0f} files/s | {before['wall'] / small['wall']:.2f}× |",
-        f"| {small['inputs']} files, CPU seconds (all processes) | {small['cpu_s']:.1f} s | previous algorithm "
-        f"{before['cpu_s']:.1f} s | {before['cpu_s'] / small['cpu_s']:.2f}× less |",
+        f"| end to end, {n} files | {min(rates):.0f} files/s ({big['wall']:.1f} s; the other run "
+        f"{max(rates):.0f}) | `--cnn-backend tensorflow` {tf_rate:.0f} files/s ({tf_run['wall']:.1f} s) | "
+        f"{min(rates) / tf_rate:.2f}× |",
+        f"| end to end, {n} files | | astropy read loop alone {baseline:.0f} files/s | {min(rates) / baseline:.2f}× |",
+        f"| after start-up | {steady:.0f} files/s | tensorflow "
+        f"{n / (tf_run['seconds']['total'] - tf_run['seconds']['startup']):.0f} files/s | "
+        f"{steady / (n / (tf_run['seconds']['total'] - tf_run['seconds']['startup'])):.2f}× |",
+        f"| start-up, wall s (from the call to the first model call) | {w['startup']:.1f} | tensorflow "
+        f"{tf_run['seconds']['startup']:.1f} | {tf_run['seconds']['startup'] / max(w['startup'], 1e-9):.1f}× less |",
+        f"| CPU seconds, all processes | {big['cpu_s']:.1f} | tensorflow {tf_run['cpu_s']:.1f} | "
+        f"{tf_run['cpu_s'] / big['cpu_s']:.2f}× less |",
+        f"| TensorFlow imported | {'yes' if big['tensorflow_imported'] else 'no'} | "
+        f"{'yes' if tf_run['tensorflow_imported'] else 'no'} | |",
+        f"| predictions against tensorflow's | largest \\|Δp\\| {max_dp:.1e}; same label {100 * same_label:.2f} %"
+        f"{'' if same_rows else '; ROWS DIFFER'} | | |",
         f"| CPU cost after start-up, as a rate on {cores} idle cores: {n} / (CPU s / {cores}) | "
         f"{n / (steady_cpu / cores):.0f} files/s | | |",
         f"| peak memory, main process | {n} files: {big['rss_main_mb']:.0f} MB | {small['inputs']} files: "
@@ -285,12 +302,18 @@ def main() -> None:
         f"| peak memory, a reader process | {n} files: {big['rss_reader_mb']:.0f} MB | {small['inputs']} files: "
         f"{small['rss_reader_mb']:.0f} MB | {big['rss_reader_mb'] / max(small['rss_reader_mb'], 1):.2f} |",
         "",
-        f"Where the time went, {n} files (main process unless stated; CPU seconds include TensorFlow's and "
-        "LightGBM's threads):",
+        f"Backends: {', '.join(f'{k}: {v}' for k, v in big['backends'].items())}.",
+        "",
+        f"Where the time went, {n} files, the default (main process unless stated; CPU seconds include the "
+        "models' threads), and the tensorflow run beside it:",
         "",
         "| step | wall s | CPU s | CPU ms per file |",
         "|---|---|---|---|",
-        *table,
+        *breakdown(big, n, args.n_jobs, n_lgbm),
+        "",
+        "| step, `--cnn-backend tensorflow` | wall s | CPU s | CPU ms per file |",
+        "|---|---|---|---|",
+        *breakdown(tf_run, n, args.n_jobs, n_lgbm),
         "",
         f"At these CPU costs the 5 CNN folds alone allow {cores * 1000 / max(1000 * c.get('cnn', 0) / n, 1e-9):.0f} "
         f"files/s on {cores} idle cores, LightGBM (features and {5 * n_lgbm} boosters) "

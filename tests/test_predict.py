@@ -17,6 +17,7 @@ from spectraforge.ensemble import load_combiner
 from spectraforge.io import Spectrum, scan_tianchi, scan_unindexed, write_lamost_fits, write_tianchi
 from spectraforge.io.spectrum import LABELS
 from spectraforge.io.tianchi import TIANCHI_WAVE, read_tianchi_entries
+from spectraforge.models.cnn_onnx import export_path, save_export
 from spectraforge.predict import FoldEnsemble, combine, input_chunks, predict
 from spectraforge.prepare import _process_chunk
 from spectraforge.preprocess import make_grid
@@ -56,9 +57,11 @@ def models(tmp_path_factory, spectra):
             {"name": name, "kind": kind, "folds": files, "labels": list(LABELS), "wave": wave.tolist(), "prepare": prep}))
 
     (root / "cnn").mkdir()
-    for k in range(2):
+    for k in range(2):  # as SpectrumCNN.save writes them: the model and its layer export
         keras.utils.set_random_seed(k)
-        build_cnn(CNNConfig(channels=[4, 4, 8, 8])).save(root / "cnn" / f"fold{k}.keras")
+        net, path = build_cnn(CNNConfig(channels=[4, 4, 8, 8], norm="block", scale="asinh", input_bin=2)), root / "cnn" / f"fold{k}.keras"
+        net.save(path)
+        save_export(net, export_path(path), source=path)
     manifest("cnn", "cnn", ["fold0.keras", "fold1.keras"])
     rng = np.random.default_rng(0)
     X = (1 + rng.normal(0, 0.2, (160, 2600)) * rng.uniform(0.2, 2, (160, 1))).astype(np.float32)
@@ -116,8 +119,29 @@ def _reference(models, combiner_path, paths) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.mark.parametrize("use_combiner", [True, False])
-def test_predictions_equal_the_one_model_at_a_time_reference(models, spectra, tmp_path, use_combiner):
+BACKENDS = {  # how the CNN folds run: (models folder, cnn_backend) -> the backend reported
+    "exports": ("onnxruntime (layer exports)", "auto"),
+    "converted": ("onnxruntime (converted from the Keras folds)", "auto"),
+    "tensorflow": ("tensorflow (XLA)", "tensorflow"),
+}
+
+
+def _models_for(models, tmp_path, backend) -> Path:
+    """The fixture's folder, or (``converted``) a copy without the layer exports, as a models
+    folder trained before they existed is."""
+    if backend != "converted":
+        return models
+    import shutil
+
+    copy = tmp_path / "models-no-exports"
+    shutil.copytree(models, copy, ignore=shutil.ignore_patterns("*.net.npz"))
+    return copy
+
+
+@pytest.mark.parametrize("use_combiner,backend", [(True, "exports"), (False, "exports"), (True, "converted"),
+                                                  (True, "tensorflow")])
+def test_predictions_equal_the_one_model_at_a_time_reference(models, spectra, tmp_path, use_combiner, backend):
+    models = _models_for(models, tmp_path, backend)
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)
     paths = [_fits(spectra, folder / f"s{i}.fits", i, layout="table" if i % 2 else "image") for i in range(3)]
@@ -128,8 +152,9 @@ def test_predictions_equal_the_one_model_at_a_time_reference(models, spectra, tm
     out = tmp_path / "p.csv"
     # blocks of 3 rows and CNN batches of 256: partial blocks, padding, several model calls
     summary = predict([folder], models, out, n_jobs=2, progress=False, combiner_path=combiner,
-                      chunk_size=2, block_rows=3)
+                      chunk_size=2, block_rows=3, cnn_backend=BACKENDS[backend][1])
     assert (summary.predicted, summary.errors, summary.inputs) == (12, 0, 12)
+    assert summary.backends["cnn"] == BACKENDS[backend][0]
     got = pd.read_csv(out, dtype={"id": str})
     ref = _reference(models, combiner, [folder])
     assert list(got.columns) == ["id", "type", *COLS, "file"]
@@ -301,3 +326,21 @@ def test_output_is_streamed_in_blocks_and_nothing_half_written_is_left(models, s
     with pytest.raises(KeyboardInterrupt):
         predict([folder], models, tmp_path / "k.csv", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.csv"]
+
+
+def test_with_layer_exports_predict_never_starts_tensorflow(models, spectra, tmp_path):
+    """The CNN folds run from their exports on onnxruntime: TensorFlow is not even imported."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _fits(spectra, folder / f"s{i}.fits", i)
+    code = ("import sys, json; from spectraforge.predict import predict; "
+            f"s = predict([{str(folder)!r}], {str(models)!r}, {str(tmp_path / 'p.csv')!r}, progress=False, "
+            f"combiner_path={str(models / 'combiner.json')!r}); "
+            "print(json.dumps([s.predicted, s.backends['cnn'], 'tensorflow' in sys.modules, 'keras' in sys.modules]))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [3, "onnxruntime (layer exports)", False, False]

@@ -124,7 +124,7 @@ def _cmd_predict(args) -> int:
         combiner = None
     try:
         summary = predict(args.inputs, args.models, args.out, n_jobs=args.n_jobs, combiner_path=combiner,
-                          threads=args.threads, allow_pickle=args.allow_pickle)
+                          threads=args.threads, allow_pickle=args.allow_pickle, cnn_backend=args.cnn_backend)
     except (ModelFileError, FileNotFoundError) as exc:  # the models or combiner, named in the message
         print(f"spectraforge predict: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load pickle files (.joblib: models or a combiner from older versions); unpickling "
                         "runs any code the file holds, so only for files you trust. Refused without it")
+    p.add_argument("--cnn-backend", choices=("auto", "tensorflow"), default="auto",
+                   help="auto: the CNN folds on onnxruntime where it can run them (no TensorFlow start-up), "
+                        "else on TensorFlow; tensorflow: always the Keras models")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("summary", help="print the pipeline's metrics")

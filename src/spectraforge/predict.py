@@ -18,14 +18,17 @@ put in place. The rules are prepare's: files in folders are recognised by their 
 ``prepare``'s reader (:func:`spectraforge.prepare._process_chunk`).
 
 Speed and memory (benchmarks/predict.py): the listing is lazy and chunks are read by a pool of
-``n_jobs`` reader processes, a bounded number in flight, in order, while the main process runs
-the models; the CNN folds of a variant run as one compiled function on fixed-size padded
-batches (traced once), LightGBM folds share the hand-made features of a block of spectra;
+``n_jobs`` reader processes (started first, importing only what reading needs), a bounded
+number in flight, in order, while the main process loads and runs the models; the CNN folds
+of a variant run as one onnxruntime session built from their layer exports
+(:mod:`spectraforge.models.cnn_onnx`: no TensorFlow start-up), or else as one XLA-compiled
+TensorFlow function; LightGBM folds share the hand-made features of a block of spectra;
 rows are written to the CSV block by block. Nothing but the current blocks grows with the
 number of inputs.
 
 Nothing read from a models folder can run code: fold files must lie inside the folder, each
-kind is loaded from its own format (Keras in safe mode, LightGBM text in an npz, JSON + npz
+kind is loaded from its own format (Keras in safe mode, a CNN's layer export as plain arrays
+checked against the one architecture it may describe, LightGBM text in an npz, JSON + npz
 for the combiner), and a pickle is refused unless the user passes ``--allow-pickle``.
 """
 from __future__ import annotations
@@ -43,14 +46,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from spectraforge.ensemble import load_combiner
 from spectraforge.io import SpectrumReadError, scan_unindexed
 from spectraforge.labels import LABELS
-from spectraforge.models.registry import load_fold, read_manifest
-from spectraforge.safeload import ModelFileError
 from spectraforge.params import GridParams, InputSpec
-from spectraforge.prepare import NOT_A_SPECTRUM, Chunk, _process_chunk, file_kind, walk_files
+from spectraforge.prepare import NOT_A_SPECTRUM, Chunk, file_kind, walk_files
 from spectraforge.preprocess import make_grid
+from spectraforge.readers import read_chunk
+from spectraforge.safeload import ModelFileError, fold_path
+
+# The models' libraries (LightGBM, scikit-learn, pandas; TensorFlow only for the Keras path) are
+# imported when the models load, after the reader processes have started.
 
 OUTPUT_COLUMNS = ["id", "type", *(f"p_{c}" for c in LABELS), "file"]
 ERROR_COLUMNS = ["file", "reason"]
@@ -143,15 +148,6 @@ def input_chunks(paths, chunk_size: int = 256) -> tuple[list[Chunk], list[dict]]
 
 
 # -------------------------------------------------------------------------------------- reading
-
-def read_chunk(chunk: Chunk, wave: np.ndarray, normalise: str):
-    """Run in a reader process: prepare's read and preprocessing of one chunk, compacted for
-    the trip back: (flux (m, P) float32, [(id, file)], [(file, reason)], CPU seconds)."""
-    t0 = time.process_time()
-    flux, metas, problems = _process_chunk(chunk, wave, normalise, 1.0)
-    return (flux, [(m["id"], m["file"]) for m in metas], [(p["file"], p["reason"]) for p in problems],
-            time.process_time() - t0)
-
 
 class OrderedPool:
     """An iterator of (item, fn(item, *args)) in the order of ``items``, computed by ``n_jobs``
@@ -346,22 +342,50 @@ class LGBMFolds:
         return out
 
 
+CNN_BACKENDS = ("auto", "tensorflow")
+
+
 class FoldEnsemble:
-    """Every fold model of every variant under ``models_dir``; predict = mean over folds, then variants."""
+    """Every fold model of every variant under ``models_dir``; predict = mean over folds, then variants.
+
+    CNN variants run on onnxruntime when they can (``cnn_backend="auto"``): from the layer
+    exports the train stage writes beside each fold (``fold0.net.npz``, checked against its
+    ``fold0.keras``), without importing TensorFlow at all, or else from the Keras folds,
+    converted once loaded. A network the converter does not know (bfloat16 compute, another
+    architecture) or a machine without onnxruntime keeps the Keras path (one XLA-compiled
+    function); ``cnn_backend="tensorflow"`` forces it. ``backends`` says which ran, ``notes``
+    why an export was not used."""
 
     def __init__(self, models_dir: str | Path, threads: int = 2, batch_size: int = 256,
-                 allow_pickle: bool = False):
+                 allow_pickle: bool = False, cnn_backend: str = "auto"):
+        if cnn_backend not in CNN_BACKENDS:
+            raise ValueError(f"cnn_backend must be one of {', '.join(CNN_BACKENDS)}, got {cnn_backend!r}")
         models_dir = Path(models_dir)
         manifests = ([models_dir / "manifest.json"] if (models_dir / "manifest.json").exists()
                      else sorted(models_dir.glob("*/manifest.json")))
         if not manifests:
             raise FileNotFoundError(f"{models_dir}: no trained models (manifest.json); run `dvc repro` first")
-        self.variants = []
+        self.threads, self.batch_size, self.allow_pickle = threads, batch_size, allow_pickle
+        self.cnn_backend = cnn_backend
+        self.clock = Clock()
+        self.backends: dict[str, str] = {}
+        self.notes: list[str] = []
+        self._onnx: dict = {}  # variant name -> OnnxFolds
+        self._dirs: dict[str, Path] = {}
+        self.variants = []  # (manifest, fold models; None until needed for a variant run from its exports)
+        from spectraforge.models.registry import read_manifest
+
         for m in manifests:
             info = read_manifest(m)
             if info.get("labels") != list(LABELS):
                 raise ModelFileError(f"{m}: label order {info.get('labels')} differs from {list(LABELS)}")
-            self.variants.append((info, [load_fold(m.parent, f, info["kind"], allow_pickle) for f in info["folds"]]))
+            self._dirs[info["name"]] = m.parent
+            models = None
+            if info["kind"] == "cnn" and cnn_backend == "auto":
+                self._from_exports(info, m.parent)
+            if info["name"] not in self._onnx:
+                models = self._load_folds(info)
+            self.variants.append((info, models))
         prep = [json.dumps(info.get("prepare", {}), sort_keys=True) for info, _ in self.variants]
         if len(set(prep)) != 1:
             raise ValueError(f"{models_dir}: variants were trained on differently prepared data: {sorted(set(prep))}")
@@ -371,10 +395,43 @@ class FoldEnsemble:
         grid = first.get("prepare", {}).get("grid")
         if grid and not np.allclose(make_grid(GridParams(**grid)), self.wave):
             raise ValueError(f"{models_dir}: manifest grid and wavelengths disagree")
-        self.threads, self.batch_size = threads, batch_size
-        self.clock = Clock()
         self._cnn: dict | None = None
         self._lgbm: LGBMFolds | None = None
+
+    def _load_folds(self, info: dict) -> list:
+        from spectraforge.models.registry import load_fold
+
+        if info["kind"] == "cnn":
+            configure_threads_if_possible(self.threads)  # before TensorFlow starts its pools
+        folder = self._dirs[info["name"]]
+        return [load_fold(folder, f, info["kind"], self.allow_pickle) for f in info["folds"]]
+
+    def _from_exports(self, info: dict, folder: Path) -> None:
+        """An onnxruntime session for a CNN variant from its folds' layer exports, if they are all
+        there and current; else a note why not (the Keras folds are then loaded)."""
+        files = [fold_path(folder, f) for f in info["folds"]]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise ModelFileError(f"{missing[0]}: fold model listed in the manifest is missing")
+        try:
+            from spectraforge.models.cnn_onnx import OnnxFolds, UnsupportedNetwork, export_path
+        except ImportError as exc:  # onnx or onnxruntime not installed
+            self.notes.append(f"{info['name']}: onnxruntime unavailable ({exc}); running the Keras folds")
+            return
+        if not all(export_path(f).is_file() for f in files):
+            return  # trained before exports existed: converted from the Keras folds once loaded
+        try:
+            self._onnx[info["name"]] = OnnxFolds.from_exports(files, self.threads, self.batch_size)
+            self.backends[info["name"]] = "onnxruntime (layer exports)"
+        except UnsupportedNetwork as exc:
+            self.notes.append(f"{info['name']}: layer export not used ({exc}); running the Keras folds")
+
+    def _models(self, index: int) -> list:
+        info, models = self.variants[index]
+        if models is None:
+            models = self._load_folds(info)
+            self.variants[index] = (info, models)
+        return models
 
     @staticmethod
     def predict_one(model, flux: np.ndarray) -> np.ndarray:
@@ -383,19 +440,42 @@ class FoldEnsemble:
 
     def per_variant_reference(self, flux: np.ndarray) -> dict:
         """{variant: mean over folds}, one model and one call at a time (what predict did before
-        the batched path; kept as the reference the tests compare against)."""
-        return {info["name"]: np.mean([self.predict_one(m, flux) for m in models], axis=0)
-                for info, models in self.variants}
+        the batched path; kept as the reference the tests compare against). Loads the Keras folds
+        of variants that run from their exports."""
+        return {info["name"]: np.mean([self.predict_one(m, flux) for m in self._models(i)], axis=0)
+                for i, (info, _) in enumerate(self.variants)}
+
+    def _cnn_runner(self, index: int):
+        info = self.variants[index][0]
+        name = info["name"]
+        if name in self._onnx:
+            return self._onnx[name]
+        models = [m.model for m in self._models(index)]
+        if self.cnn_backend == "auto":
+            try:
+                from spectraforge.models.cnn_onnx import OnnxFolds, UnsupportedNetwork
+            except ImportError:
+                pass
+            else:
+                try:
+                    runner = OnnxFolds.from_models(models, self.threads, self.batch_size)
+                    self.backends[name] = "onnxruntime (converted from the Keras folds)"
+                    return runner
+                except UnsupportedNetwork as exc:
+                    self.notes.append(f"{name}: {exc}; running the Keras folds")
+        self.backends[name] = "tensorflow (XLA)"
+        return CNNFolds(models, self.batch_size)
 
     def _runners(self):
         if self._cnn is None:
             from spectraforge.models.lgbm import SpectrumLGBM
 
-            self._cnn = {info["name"]: CNNFolds([m.model for m in models], self.batch_size)
-                         for info, models in self.variants if info["kind"] == "cnn"}
-            self._lgbm = LGBMFolds({info["name"]: models for info, models in self.variants
-                                    if info["kind"] != "cnn" and all(isinstance(m, SpectrumLGBM) for m in models)},
-                                   self.threads, self.clock)
+            self._cnn = {info["name"]: self._cnn_runner(i) for i, (info, _) in enumerate(self.variants)
+                         if info["kind"] == "cnn"}
+            lgbm = {info["name"]: models for info, models in self.variants
+                    if info["kind"] != "cnn" and all(isinstance(m, SpectrumLGBM) for m in models)}
+            self._lgbm = LGBMFolds(lgbm, self.threads, self.clock)
+            self.backends.update({name: "lightgbm" for name in lgbm})
         return self._cnn, self._lgbm
 
     def per_variant(self, flux: np.ndarray) -> dict:
@@ -405,9 +485,9 @@ class FoldEnsemble:
             out = {name: run(flux) for name, run in cnn.items()}
         out.update(lgbm(flux) if lgbm.variants else {})
         with self.clock("other models"):
-            for info, models in self.variants:  # kinds without a batched path
+            for i, (info, _) in enumerate(self.variants):  # kinds without a batched path
                 if info["name"] not in out:
-                    out[info["name"]] = np.mean([self.predict_one(m, flux) for m in models], axis=0)
+                    out[info["name"]] = np.mean([self.predict_one(m, flux) for m in self._models(i)], axis=0)
         return {info["name"]: out[info["name"]] for info, _ in self.variants}
 
     def predict(self, flux: np.ndarray, combiner=None) -> tuple[np.ndarray, np.ndarray]:
@@ -478,6 +558,7 @@ class PredictSummary:
     seconds: dict = field(default_factory=dict)  # wall seconds per step (see predict)
     cpu_seconds: dict = field(default_factory=dict)  # CPU seconds per step; "total": this process
     reader_peak_mb: float | None = None  # the largest peak resident memory of a reader process
+    backends: dict = field(default_factory=dict)  # variant -> what ran it (onnxruntime, tensorflow, lightgbm)
 
     def line(self) -> str:
         text = f"{self.predicted} spectra classified -> {self.out}"
@@ -488,7 +569,8 @@ class PredictSummary:
 
 def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
             combiner_path: str | Path | None = None, threads: int | None = None, allow_pickle: bool = False,
-            chunk_size: int = 256, block_rows: int = 1024, in_flight: int | None = None) -> PredictSummary:
+            chunk_size: int = 256, block_rows: int = 1024, in_flight: int | None = None,
+            cnn_backend: str = "auto") -> PredictSummary:
     """Classify every spectrum in ``paths``; writes ``out_csv`` and, if any input was not
     classified, ``<out>.errors.csv`` (file, reason). Returns the counts and where the time went.
 
@@ -496,38 +578,48 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
     under ``models_dir``. Without it the variants' probabilities are averaged. Only fold
     models inside ``models_dir`` are read, and no pickle unless ``allow_pickle``.
     ``n_jobs``: reader processes (>= 1), which read while this process runs the models;
-    ``threads``: TensorFlow's and LightGBM's threads in this process (default: all cores).
+    ``threads``: the models' threads in this process (default: all cores).
     ``chunk_size`` spectra per reader task, ``block_rows`` spectra per model call, at most
-    ``in_flight`` (default 2·n_jobs + 1) chunks read ahead.
+    ``in_flight`` (default 4·n_jobs + 4) chunks read ahead: enough for the readers to keep going
+    while the models load, a bound on memory whatever the number of inputs.
+    ``cnn_backend``: "auto" (onnxruntime where it can run the network) or "tensorflow"
+    (see :class:`FoldEnsemble`).
     """
     import pandas as pd
 
     if int(n_jobs) < 1:
         raise ValueError(f"n_jobs must be >= 1 (reader processes), got {n_jobs}")
     threads = int(threads or os.cpu_count() or 1)
-    in_flight = in_flight or 2 * n_jobs + 1
+    in_flight = in_flight or 4 * n_jobs + 4
     t_start, c_start = time.perf_counter(), time.process_time()
     out_csv = Path(out_csv)
     err_path = errors_path(out_csv)
     problems: list[dict] = []
-    # the readers start on the first chunks while TensorFlow and the models load
+    # the readers start on the first chunks while the models load
     first = _first_manifest(models_dir)
     wave = np.asarray(first["wave"])
     normalise = first.get("prepare", {}).get("normalise", "median")
     results = OrderedPool(read_chunk, iter_chunks(paths, chunk_size, problems), int(n_jobs), in_flight,
                           wave, normalise)
-    configure_threads_if_possible(threads)
-    ensemble = FoldEnsemble(models_dir, threads=threads, allow_pickle=allow_pickle)
-    if not np.array_equal(ensemble.wave, wave) or ensemble.normalise != normalise:
-        raise ValueError(f"{models_dir}: variants were trained on differently prepared data")
-    combiner = load_combiner(combiner_path, allow_pickle) if combiner_path else None
-    ensemble._runners()
+    try:
+        ensemble = FoldEnsemble(models_dir, threads=threads, allow_pickle=allow_pickle, cnn_backend=cnn_backend)
+        if not np.array_equal(ensemble.wave, wave) or ensemble.normalise != normalise:
+            raise ValueError(f"{models_dir}: variants were trained on differently prepared data")
+        from spectraforge.ensemble import load_combiner
+
+        combiner = load_combiner(combiner_path, allow_pickle) if combiner_path else None
+        ensemble._runners()
+    except BaseException:
+        results.close(kill=True)
+        raise
+    for note in ensemble.notes:
+        print(f"spectraforge predict: {note}", file=sys.stderr)
     clock = ensemble.clock
     clock.wall["startup"], clock.cpu["startup"] = time.perf_counter() - t_start, time.process_time() - c_start
 
     rows = CsvStream(out_csv, OUTPUT_COLUMNS)
     errors = CsvStream(err_path, ERROR_COLUMNS)
-    summary = PredictSummary(out_csv, err_path)
+    summary = PredictSummary(out_csv, err_path, backends=dict(ensemble.backends))
     shown = 0
 
     def report(batch: list[dict]) -> None:
