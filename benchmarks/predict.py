@@ -15,7 +15,7 @@ exactly as a user calls it, plus a line of counters), so the wall time includes 
 library and model start-up; the breakdown comes from the counters predict keeps. The two
 backends' CSVs are compared row by row (largest probability difference, label agreement).
 
-    python benchmarks/predict.py [--n-real 1500] [--n-mock 1500] [--small 1500] [--n-jobs 1]
+    python benchmarks/predict.py [--n-real 1500] [--n-mock 1500] [--small 1500] [--n-jobs 1] [--large 12000]
 """
 from __future__ import annotations
 
@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--n-mock", type=int, default=1500)
     ap.add_argument("--small", type=int, default=1500, help="the smaller input count (peak memory: past the first blocks, it should not grow)")
     ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--large", type=int, default=0,
+                    help="also run the default once on this many files (half real, half mock): memory and rate at scale")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -266,6 +268,12 @@ def main() -> None:
         small = run_predict([small_dir], models, tmp / "small.csv", args.n_jobs)
         base_after = astropy_loop(files)
         max_dp, same_label, same_rows = agreement(tmp / "onnx1.csv", tmp / "tf.csv")
+        large = None
+        if args.large:
+            shutil.rmtree(tmp / "in")
+            n_large = len(make_inputs(tmp / "large", args.large // 2 if n_real else 0, args.large - (args.large // 2 if n_real else 0)))
+            large = run_predict([tmp / "large"], models, tmp / "large.csv", args.n_jobs)
+            assert large["predicted"] + large["errors"] == large["inputs"] == n_large, large
     load_after = load_avg()
     # other processes' CPU during the measured runs: the machine's busy time less this benchmark's own
     others = max(0.0, (busy_cpu_seconds() - busy0) - (own_cpu_seconds() - own0)) / (time.perf_counter() - t0)
@@ -288,7 +296,7 @@ def main() -> None:
         + ("the machine was shared with other jobs, so wall-clock rates are below what the 2 cores give; "
            "the CPU-second figures and the same-run ratios hold better." if shared else "the machine was otherwise idle."),
         f"Command: `python benchmarks/predict.py --n-real {args.n_real} --n-mock {args.n_mock} --small {args.small} "
-        f"--n-jobs {args.n_jobs}`. Models: the default shape (5 CNN folds of params.yaml's network with their layer "
+        f"--n-jobs {args.n_jobs}{f' --large {args.large}' if args.large else ''}`. Models: the default shape (5 CNN folds of params.yaml's network with their layer "
         f"exports, as the train stage writes them; {n_lgbm} LightGBM variants × 5 folds at params.yaml's sizes; the "
         f"ensemble combiner over {n_lgbm + 1} variants). Inputs: {n} FITS files in one folder ({n_real} copies of "
         f"the real LAMOST/SDSS files of ../shared/real, {args.n_mock} mock LAMOST FITS, both layouts, half gzipped). "
@@ -321,6 +329,9 @@ def main() -> None:
         f"{small['rss_main_mb']:.0f} MB | {big['rss_main_mb'] / small['rss_main_mb']:.2f} |",
         f"| peak memory, a reader process | {n} files: {big['rss_reader_mb']:.0f} MB | {small['inputs']} files: "
         f"{small['rss_reader_mb']:.0f} MB | {big['rss_reader_mb'] / max(small['rss_reader_mb'], 1):.2f} |",
+        *([f"| {n_large} files, end to end | {n_large / large['wall']:.0f} files/s ({large['wall']:.1f} s); peak memory "
+           f"main {large['rss_main_mb']:.0f} MB, a reader {large['rss_reader_mb']:.0f} MB | {n} files: main "
+           f"{big['rss_main_mb']:.0f} MB | {large['rss_main_mb'] / big['rss_main_mb']:.2f} |"] if large else []),
         "",
         f"Backends: {', '.join(f'{k}: {v}' for k, v in big['backends'].items())}.",
         "",
