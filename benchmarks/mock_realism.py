@@ -14,14 +14,17 @@ AUC 0.5: the classifier cannot tell them apart; 1.0: it always can. In the same 
 controls size the test: mock stars against other mock stars at the same S/N (the null: what
 0.5 looks like with this few real spectra) and real stars against mock galaxies (power: a
 difference the test must see). The bins the logistic model leans on most say where the mock
-differs. Also writes benchmarks/results/mock_realism_stars.png (mean real against mean mock
-spectrum, and their ratio).
+differs. The real stars are a few dozen F/G/K/A stars from public repositories, not a survey's
+mix, so the comparison is made twice: mock stars matched on S/N alone, and on S/N and spectral
+type (the index's subclass against the mock's). Also writes
+benchmarks/results/mock_realism_stars.png (the median real and matched mock star, and their ratio).
 
     python benchmarks/mock_realism.py [--pool 3000] [--k 5] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -36,38 +39,53 @@ OUT = ROOT / "benchmarks" / "results"
 N_BINS = 130
 
 
+TYPES = "OBAFGKM"
+
+
+def type_number(subclass) -> float:
+    """MK spectral type as a number (A0 = 20, F5 = 35, ...; NaN if unreadable)."""
+    m = re.search(r"([OBAFGKM])(\d(?:\.\d)?)?", str(subclass or ""))
+    return float("nan") if m is None else 10 * TYPES.index(m[1]) + float(m[2] or 5)
+
+
 def real_stars(wave):
-    """(flux (n, P), r-band S/N, object group) of the real LAMOST stars."""
+    """(flux (n, P), r-band S/N, object group, spectral type number) of the real LAMOST stars."""
     from spectraforge.io import read_spectrum
     from spectraforge.preprocess import preprocess
 
     index = pd.read_csv(REAL / "index.csv")
     index = index[index["class"] == "STAR"]
-    rows, snr, group = [], [], []
+    rows, snr, group, kind = [], [], [], []
     for _, r in index.iterrows():
         spec = read_spectrum(REAL / r["file"])
         rows.append(preprocess(spec.wave, spec.flux, spec.mask, wave, "median", 1.0)[0])
         snr.append(float(r["snrr"]))
         group.append(r["file"].split("__")[0])  # the same plate-fibre in two releases: one group
-    return np.asarray(rows), np.asarray(snr), np.asarray(group)
+        kind.append(type_number(r["subclass"]))
+    return np.asarray(rows), np.asarray(snr), np.asarray(group), np.asarray(kind)
 
 
 def mock_spectra(label: str, n: int, seed: int, wave):
-    """(flux (n, P), S/N) of ``n`` mock spectra of ``label``, preprocessed as prepare does."""
+    """(flux (n, P), S/N, spectral type number) of ``n`` mock spectra of ``label``, preprocessed as
+    prepare does."""
     from spectraforge.mock.simulate import simulate
     from spectraforge.preprocess import preprocess
 
     batch = simulate([label] * n, seed=seed)
     X = np.stack([preprocess(batch.wave, batch.flux[i], batch.andmask[i] != 0, wave, "median", 1.0)[0]
                   for i in range(n)])
-    return X, np.array([m["snr"] for m in batch.meta], float)
+    return X, np.array([m["snr"] for m in batch.meta], float), np.array([type_number(m.get("subclass")) for m in batch.meta])
 
 
-def matched(snr_target: np.ndarray, snr_pool: np.ndarray, k: int, taken: np.ndarray) -> np.ndarray:
-    """For each target, the k unused pool rows nearest in log S/N (marked used)."""
+def matched(snr_target: np.ndarray, snr_pool: np.ndarray, k: int, taken: np.ndarray,
+            type_target=None, type_pool=None) -> np.ndarray:
+    """For each target, the k unused pool rows nearest in log S/N (marked used); with types, in
+    |Δ ln S/N| + |Δ type| / 2 (one subclass counts as a factor 1.6 in S/N)."""
     out = []
-    for s in snr_target:
+    for i, s in enumerate(snr_target):
         d = np.abs(np.log(snr_pool) - np.log(s))
+        if type_target is not None and np.isfinite(type_target[i]):
+            d = d + np.nan_to_num(np.abs(type_pool - type_target[i]) / 2, nan=1e3)
         d[taken] = np.inf
         pick = np.argsort(d)[:k]
         taken[pick] = True
@@ -163,7 +181,7 @@ def plot(wave, real, mock, path: Path) -> None:
     fig, ax = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     mr, mm = np.median(real, axis=0), np.median(mock, axis=0)
     ax[0].plot(wave, mr, lw=0.7, label=f"real LAMOST stars, median of {len(real)}")
-    ax[0].plot(wave, mm, lw=0.7, label=f"mock stars at the same S/N, median of {len(mock)}")
+    ax[0].plot(wave, mm, lw=0.7, label=f"mock stars at the same S/N and spectral type, median of {len(mock)}")
     ax[0].set_ylabel("median-normalised flux")
     ax[0].legend(loc="upper right", fontsize=8)
     ax[1].plot(wave, mr / np.where(mm == 0, np.nan, mm), lw=0.6, color="k")
@@ -190,21 +208,27 @@ def main() -> None:
     from spectraforge.preprocess import make_grid
 
     wave = make_grid()
-    real, snr, groups = real_stars(wave)
-    pool, pool_snr = mock_spectra("star", args.pool, args.seed, wave)
+    real, snr, groups, kinds = real_stars(wave)
+    pool, pool_snr, pool_kind = mock_spectra("star", args.pool, args.seed, wave)
     taken = np.zeros(len(pool), bool)
     mock = pool[matched(snr, pool_snr, args.k, taken)]
     null_a = pool[matched(snr, pool_snr, 1, taken)]  # other mock stars at the same S/N, as many as the real ones
-    galaxies, _ = mock_spectra("galaxy", len(mock), args.seed + 1, wave)
+    taken[:] = False
+    typed = matched(snr, pool_snr, args.k, taken, kinds, pool_kind)
+    mock_typed = pool[typed]
+    galaxies, _, _ = mock_spectra("galaxy", len(mock), args.seed + 1, wave)
     mock_groups = np.array([f"m{i}" for i in range(len(mock))])
     results = {
-        "real stars vs mock stars": two_sample(real, mock, groups, mock_groups, wave, args.repeats, "both"),
+        "real stars vs mock stars at their S/N": two_sample(real, mock, groups, mock_groups, wave, args.repeats, "both"),
+        "real stars vs mock stars at their S/N and spectral type": two_sample(
+            real, mock_typed, groups, mock_groups, wave, args.repeats, "both"),
         "null: mock stars vs other mock stars": two_sample(null_a, mock, np.array([f"n{i}" for i in range(len(null_a))]),
                                                            mock_groups, wave, args.repeats, "both"),
         "power: real stars vs mock galaxies": two_sample(real, galaxies, groups, mock_groups, wave, args.repeats, "both"),
     }
-    where = top_bins(real, mock, wave)
-    plot(wave, real, mock, OUT / "mock_realism_stars.png")
+    type_gap = np.nanmedian(np.abs(np.repeat(kinds, args.k) - pool_kind[typed]))
+    where = top_bins(real, mock_typed, wave)
+    plot(wave, real, mock_typed, OUT / "mock_realism_stars.png")
     rows = []
     for name, res in results.items():
         for model, (auc, ci, aucs) in res.items():
@@ -227,10 +251,14 @@ def main() -> None:
         "|---|---|---|---|",
         *rows,
         "",
-        "Where the logistic model fitted on all real and mock stars leans most (largest |coefficient|): "
-        + "; ".join(where) + ".",
+        f"Type matching: the median |Δ type| between a real star and its matched mock stars is {type_gap:.1f} "
+        "subclasses (types from the index's subclass and the mock's own).",
         "",
-        "Picture: benchmarks/results/mock_realism_stars.png (median real and median mock star, and their ratio).",
+        "Where a logistic model fitted on all real stars and their type-matched mock stars leans most (largest "
+        "|coefficient|): " + "; ".join(where) + ".",
+        "",
+        "Picture: benchmarks/results/mock_realism_stars.png (median real star and median type- and S/N-matched "
+        "mock star, and their ratio).",
     ]
     publish("mock-realism-stars", lines, write=not args.no_write)
 
