@@ -344,3 +344,24 @@ def test_with_layer_exports_predict_never_starts_tensorflow(models, spectra, tmp
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == [3, "onnxruntime (layer exports)", False, False]
+
+
+def test_without_onnxruntime_predict_says_so_and_runs_the_keras_folds(models, spectra, tmp_path, monkeypatch, capsys):
+    from spectraforge.models import cnn_onnx
+
+    def missing(*args, **kwargs):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(cnn_onnx.OnnxFolds, "__init__", missing)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _fits(spectra, folder / f"s{i}.fits", i)
+    summary = predict([folder], models, tmp_path / "p.csv", progress=False, combiner_path=models / "combiner.json")
+    assert summary.predicted == 3 and summary.backends["cnn"] == "tensorflow (XLA)"
+    err = capsys.readouterr().err
+    assert "cnn: layer export not run on onnxruntime: onnxruntime unavailable" in err
+    assert "cnn: the Keras folds not run on onnxruntime" in err
+    got = pd.read_csv(tmp_path / "p.csv")
+    ref = _reference(models, models / "combiner.json", [folder])
+    np.testing.assert_allclose(got[COLS].to_numpy(), ref[COLS].to_numpy(), atol=5e-6)

@@ -409,22 +409,35 @@ class FoldEnsemble:
     def _from_exports(self, info: dict, folder: Path) -> None:
         """An onnxruntime session for a CNN variant from its folds' layer exports, if they are all
         there and current; else a note why not (the Keras folds are then loaded)."""
+        from spectraforge.models.cnn_onnx import OnnxFolds, export_path
+
         files = [fold_path(folder, f) for f in info["folds"]]
         missing = [f for f in files if not f.is_file()]
         if missing:
             raise ModelFileError(f"{missing[0]}: fold model listed in the manifest is missing")
-        try:
-            from spectraforge.models.cnn_onnx import OnnxFolds, UnsupportedNetwork, export_path
-        except ImportError as exc:  # onnx or onnxruntime not installed
-            self.notes.append(f"{info['name']}: onnxruntime unavailable ({exc}); running the Keras folds")
-            return
         if not all(export_path(f).is_file() for f in files):
             return  # trained before exports existed: converted from the Keras folds once loaded
-        try:
-            self._onnx[info["name"]] = OnnxFolds.from_exports(files, self.threads, self.batch_size)
+        runner = self._onnx_session(info["name"], "layer export",
+                                    lambda: OnnxFolds.from_exports(files, self.threads, self.batch_size))
+        if runner is not None:
+            self._onnx[info["name"]] = runner
             self.backends[info["name"]] = "onnxruntime (layer exports)"
+
+    def _onnx_session(self, name: str, source: str, build):
+        """``build()``, or None with a note saying why (the caller then runs the Keras folds): a
+        network the converter does not know, onnxruntime missing, or onnxruntime failing."""
+        from spectraforge.models.cnn_onnx import UnsupportedNetwork
+
+        try:
+            return build()
         except UnsupportedNetwork as exc:
-            self.notes.append(f"{info['name']}: layer export not used ({exc}); running the Keras folds")
+            reason = str(exc)
+        except ImportError as exc:  # onnx or onnxruntime not installed
+            reason = f"onnxruntime unavailable ({exc})"
+        except Exception as exc:  # onnxruntime's own errors: the Keras path still gives the answer
+            reason = f"onnxruntime failed ({type(exc).__name__}: {exc})"
+        self.notes.append(f"{name}: {source} not run on onnxruntime: {reason}; running the Keras folds")
+        return None
 
     def _models(self, index: int) -> list:
         info, models = self.variants[index]
@@ -452,17 +465,13 @@ class FoldEnsemble:
             return self._onnx[name]
         models = [m.model for m in self._models(index)]
         if self.cnn_backend == "auto":
-            try:
-                from spectraforge.models.cnn_onnx import OnnxFolds, UnsupportedNetwork
-            except ImportError:
-                pass
-            else:
-                try:
-                    runner = OnnxFolds.from_models(models, self.threads, self.batch_size)
-                    self.backends[name] = "onnxruntime (converted from the Keras folds)"
-                    return runner
-                except UnsupportedNetwork as exc:
-                    self.notes.append(f"{name}: {exc}; running the Keras folds")
+            from spectraforge.models.cnn_onnx import OnnxFolds
+
+            runner = self._onnx_session(name, "the Keras folds",
+                                        lambda: OnnxFolds.from_models(models, self.threads, self.batch_size))
+            if runner is not None:
+                self.backends[name] = "onnxruntime (converted from the Keras folds)"
+                return runner
         self.backends[name] = "tensorflow (XLA)"
         return CNNFolds(models, self.batch_size)
 
