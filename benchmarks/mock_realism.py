@@ -136,7 +136,7 @@ def bootstrap_auc(y, scores, groups, n: int = 1000, seed: int = 0):
     return np.percentile(out, [2.5, 97.5])
 
 
-def two_sample(A, B, groups_a, groups_b, wave, repeats: int, features: str):
+def two_sample(A, B, groups_a, groups_b, wave, repeats: int):
     """{model: (mean AUC over repeats, interval, per-repeat AUCs, first-repeat scores)} for A (1) vs B (0)."""
     from spectraforge.features import handmade_features
 
@@ -145,7 +145,7 @@ def two_sample(A, B, groups_a, groups_b, wave, repeats: int, features: str):
     groups = np.r_[groups_a, groups_b]
     feats = {"logistic": binned(X), "lgbm": handmade_features(X.astype(np.float32), wave, 26)}
     out = {}
-    for model in ([features] if features != "both" else ["logistic", "lgbm"]):
+    for model in feats:
         aucs, first = [], None
         for r in range(repeats):
             scores, auc = oof_auc(feats[model], y, groups, model, seed=r)
@@ -219,12 +219,12 @@ def main() -> None:
     galaxies, _, _ = mock_spectra("galaxy", len(mock), args.seed + 1, wave)
     mock_groups = np.array([f"m{i}" for i in range(len(mock))])
     results = {
-        "real stars vs mock stars at their S/N": two_sample(real, mock, groups, mock_groups, wave, args.repeats, "both"),
+        "real stars vs mock stars at their S/N": two_sample(real, mock, groups, mock_groups, wave, args.repeats),
         "real stars vs mock stars at their S/N and spectral type": two_sample(
-            real, mock_typed, groups, mock_groups, wave, args.repeats, "both"),
+            real, mock_typed, groups, mock_groups, wave, args.repeats),
         "null: mock stars vs other mock stars": two_sample(null_a, mock, np.array([f"n{i}" for i in range(len(null_a))]),
-                                                           mock_groups, wave, args.repeats, "both"),
-        "power: real stars vs mock galaxies": two_sample(real, galaxies, groups, mock_groups, wave, args.repeats, "both"),
+                                                           mock_groups, wave, args.repeats),
+        "power: real stars vs mock galaxies": two_sample(real, galaxies, groups, mock_groups, wave, args.repeats),
     }
     type_gap = np.nanmedian(np.abs(np.repeat(kinds, args.k) - pool_kind[typed]))
     where = top_bins(real, mock_typed, wave)

@@ -328,15 +328,20 @@ def test_output_is_streamed_in_blocks_and_nothing_half_written_is_left(models, s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.csv"]
 
 
+def _three_fits(spectra, tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _fits(spectra, folder / f"s{i}.fits", i)
+    return folder
+
+
 def test_with_layer_exports_predict_never_starts_tensorflow(models, spectra, tmp_path):
     """The CNN folds run from their exports on onnxruntime: TensorFlow is not even imported."""
     import subprocess
     import sys
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(3):
-        _fits(spectra, folder / f"s{i}.fits", i)
+    folder = _three_fits(spectra, tmp_path)
     code = ("import sys, json; from spectraforge.predict import predict; "
             f"s = predict([{str(folder)!r}], {str(models)!r}, {str(tmp_path / 'p.csv')!r}, progress=False, "
             f"combiner_path={str(models / 'combiner.json')!r}); "
@@ -353,10 +358,7 @@ def test_without_onnxruntime_predict_says_so_and_runs_the_keras_folds(models, sp
         raise ImportError("No module named 'onnxruntime'")
 
     monkeypatch.setattr(cnn_onnx.OnnxFolds, "__init__", missing)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(3):
-        _fits(spectra, folder / f"s{i}.fits", i)
+    folder = _three_fits(spectra, tmp_path)
     summary = predict([folder], models, tmp_path / "p.csv", progress=False, combiner_path=models / "combiner.json")
     assert summary.predicted == 3 and summary.backends["cnn"] == "tensorflow (XLA)"
     err = capsys.readouterr().err

@@ -361,10 +361,7 @@ class FoldEnsemble:
         if cnn_backend not in CNN_BACKENDS:
             raise ValueError(f"cnn_backend must be one of {', '.join(CNN_BACKENDS)}, got {cnn_backend!r}")
         models_dir = Path(models_dir)
-        manifests = ([models_dir / "manifest.json"] if (models_dir / "manifest.json").exists()
-                     else sorted(models_dir.glob("*/manifest.json")))
-        if not manifests:
-            raise FileNotFoundError(f"{models_dir}: no trained models (manifest.json); run `dvc repro` first")
+        manifests = manifest_paths(models_dir)
         self.threads, self.batch_size, self.allow_pickle = threads, batch_size, allow_pickle
         self.cnn_backend = cnn_backend
         self.clock = Clock()
@@ -703,10 +700,15 @@ def predict(paths, models_dir, out_csv, n_jobs: int = 1, progress: bool = True,
     return summary
 
 
-def _first_manifest(models_dir) -> dict:
+def manifest_paths(models_dir) -> list[Path]:
+    """The manifests of ``models_dir``: its own (one variant's folder) or its sub-folders'."""
     models_dir = Path(models_dir)
     found = ([models_dir / "manifest.json"] if (models_dir / "manifest.json").exists()
              else sorted(models_dir.glob("*/manifest.json")))
     if not found:
         raise FileNotFoundError(f"{models_dir}: no trained models (manifest.json); run `dvc repro` first")
-    return json.loads(found[0].read_text())
+    return found
+
+
+def _first_manifest(models_dir) -> dict:
+    return json.loads(manifest_paths(models_dir)[0].read_text())

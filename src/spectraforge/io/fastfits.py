@@ -161,7 +161,7 @@ def _table(header: Header, blob: bytes, offset: int):
             or header.get("GCOUNT", 1) != 1):
         raise Fallback("not a heap-free binary table")
     row_bytes, nrows = int(header["NAXIS1"]), int(header["NAXIS2"])
-    fields = []
+    fields, logical = [], set()  # logical: the 'L' columns ('T'/'F' bytes, read as bool)
     for i in range(1, int(header["TFIELDS"]) + 1):
         form = str(header[f"TFORM{i}"]).strip()
         count = int(form[:-1]) if form[:-1] else 1
@@ -172,6 +172,8 @@ def _table(header: Header, blob: bytes, offset: int):
         base = np.dtype(_TFORM[code])
         dtype = np.dtype(f"S{count}") if code == "A" else (base if count == 1 else np.dtype((base, (count,))))
         fields.append((name, dtype))
+        if code == "L":
+            logical.add(name)
     dtype = np.dtype(fields)
     if dtype.itemsize != row_bytes:
         raise Fallback("row width disagrees with NAXIS1")
@@ -180,9 +182,7 @@ def _table(header: Header, blob: bytes, offset: int):
         raise Fallback("table data runs past the end of the file")
     record = np.frombuffer(blob, dtype=dtype, count=nrows, offset=offset)
     native = record.astype(dtype.newbyteorder("="))
-    logical = frozenset(str(header.get(f"TTYPE{i}", f"col{i}")) for i in range(1, int(header["TFIELDS"]) + 1)
-                        if str(header[f"TFORM{i}"]).strip().endswith("L"))
-    return TableData(native, [n for n, _ in fields], logical), offset + _padded(nbytes)
+    return TableData(native, [n for n, _ in fields], frozenset(logical)), offset + _padded(nbytes)
 
 
 class HDUList(list):
