@@ -53,7 +53,7 @@ def test_shapes_dtypes_and_labels(batch):
     assert np.all(np.abs(star_z) <= 300.0 / C_KMS + 1e-12)
     gz = np.array([m["z"] for m in batch.meta if m["label"] == "galaxy"])
     qz = np.array([m["z"] for m in batch.meta if m["label"] == "qso"])
-    assert gz.min() >= 0 and gz.max() <= 0.55 and qz.min() >= 0.1 and qz.max() <= 4.0
+    assert gz.min() >= 0 and gz.max() <= 0.55 and qz.min() >= 0.05 and qz.max() <= 4.0
 
 
 def test_flux_levels_like_lamost(batch):
@@ -94,7 +94,8 @@ def test_snr_matches_meta(batch):
         good = batch.ivar[i][R_MASK] > 0
         measured = np.median((batch.flux[i] * np.sqrt(batch.ivar[i]))[R_MASK][good])
         assert abs(measured - m["snr"]) < 0.12 * m["snr"] + 0.3, (m, measured)
-        assert abs(m["snr"] - m["snr_target"]) < 0.08 * m["snr_target"] + 0.1
+        if m["snr_target"] > 5:   # fainter: the sky left by the subtraction (± a few % of a sky 2-5× the source) moves it
+            assert abs(m["snr"] - m["snr_target"]) < 0.08 * m["snr_target"] + 0.1
 
 
 def test_snr_distribution_spans_survey_range():
@@ -223,8 +224,9 @@ def test_quasar_broad_lines_at_redshift(z, lines):
     rng = np.random.default_rng(6)
     par = quasars.draw_params(1, rng)
     par.update(z=np.array([z]), civ_shift=np.zeros(1), bal=np.zeros(1, bool), dla=np.zeros(1, bool),
-               lls=np.zeros(1, bool), host=np.zeros(1), ebv=np.zeros(1), fwhm=np.array([4000.0]))
+               lls=np.zeros(1, bool), host=np.zeros(1), ebv=np.zeros(1), fwhm=np.array([4000.0]), lum=np.zeros(1))
     par["ew_scatter"][:] = 0.0
+    par["nl_scatter"][:] = 0.0
     flux, meta = quasars.generate(1, rng, np.ones(1), params=par)
     for lam in lines:
         expect = lam * (1 + z)
@@ -286,3 +288,177 @@ def test_gallery_writes_png(tmp_path):
     p = plot_gallery({"star": [(b.wave, b.flux[0], "s")], "galaxy": [(b.wave, b.flux[1], "g", (6000, 7000))]},
                      tmp_path / "g.png")
     assert p.exists() and p.stat().st_size > 1000
+
+
+# --- populations against published values ------------------------------------------------------
+# (each distribution's source is cited where it is drawn: galaxies.py, quasars.py, unknown.py)
+
+def _depth(wave, flux, band, sides):
+    m = (wave > band[0]) & (wave < band[1])
+    c = np.zeros_like(m)
+    for lo, hi in sides:
+        c |= (wave > lo) & (wave < hi)
+    return np.median(flux[..., m], axis=-1) / np.median(flux[..., c], axis=-1)
+
+
+def test_telluric_bands_are_corrected_but_stay_noisy():
+    # real LAMOST/SDSS files show no O2 A band (median depth 1.00 in 55 LAMOST stars); the photons
+    # the atmosphere took are still missing, so the band is noisier than its surroundings
+    b = simulate(["star"] * 200, 11, return_noiseless=True)
+    w = b.wave
+    band, sides = (7594, 7625), [(7540, 7590), (7700, 7750)]
+    ok = (b.ivar[:, (w > band[0]) & (w < band[1])] > 0).all(axis=1)
+    depth = _depth(w, b.noiseless[ok], band, sides)
+    assert 0.98 < np.median(depth) < 1.02
+    assert np.mean(np.abs(depth - 1) < 0.05) > 0.9
+    m = (w > band[0]) & (w < band[1])
+    c = (w > sides[0][0]) & (w < sides[0][1])
+    err_ratio = np.median(b.ivar[ok][:, c], axis=1) / np.median(b.ivar[ok][:, m], axis=1)
+    assert np.median(err_ratio) > 1.3        # variance in the band up by 1/T (T ≈ 0.75 at airmass 1.2)
+
+
+def _kauffmann03(x):
+    return 0.61 / (x - 0.05) + 1.30
+
+
+def _kewley01(x):
+    return 0.61 / (x - 0.47) + 1.19
+
+
+@pytest.fixture(scope="module")
+def galaxy_sample():
+    rng = np.random.default_rng(21)
+    par = galaxies.draw_params(1500, rng)
+    flux, meta = galaxies.generate(1500, rng, np.ones(1500), params=par)
+    return par, flux, meta
+
+
+def test_galaxy_bpt_branches(galaxy_sample):
+    # star-forming galaxies below the Kauffmann et al. (2003) line, Seyfert 2s above the maximum
+    # starburst line of Kewley et al. (2001)
+    _, _, meta = galaxy_sample
+    x = np.array([m["log_n2ha"] for m in meta])
+    y = np.array([m["log_o3hb"] for m in meta])
+    kind = np.array([m["subclass"] for m in meta])
+    sf = np.isin(kind, ["starforming", "starburst"])
+    assert (y[sf] < _kauffmann03(x[sf])).mean() > 0.99
+    sey = (kind == "agn") & (y > 0.5)
+    assert sey.sum() > 10 and (y[sey] > np.where(x[sey] < 0.47, _kewley01(x[sey]), -np.inf)).all()
+
+
+def test_galaxy_halpha_ew_follows_the_whan_classes(galaxy_sample):
+    # Cid Fernandes et al. (2011): star-forming galaxies have EW(Hα) > 3 Å, retired ones below
+    _, _, meta = galaxy_sample
+    ew = np.array([m["ew_halpha"] for m in meta])
+    kind = np.array([m["subclass"] for m in meta])
+    sf = np.isin(kind, ["starforming", "starburst"])
+    assert (ew[sf] > 3.0).mean() > 0.9
+    assert (ew[kind == "passive"] < 3.2).all() and (ew[kind == "poststarburst"] == 0).all()
+    assert 5 < np.median(ew[kind == "starforming"]) < 60
+
+
+def test_galaxy_balmer_decrement_is_case_b_plus_dust():
+    # observed Hα/Hβ = 2.86 · 10^(0.4 E(B-V)_gas (k(Hβ) - k(Hα))), Calzetti (2000) k, E_gas = E_stars / 0.44
+    rng = np.random.default_rng(22)
+    par = galaxies.draw_params(200, rng)
+    par["kind"][:] = "starforming"
+    par["sf"][:] = 0.5
+    F, *_ = galaxies._line_fluxes(par, np.ones(200), rng)
+    ia, ib = galaxies._EM.index("Halpha"), galaxies._EM.index("Hbeta")
+    expect = 2.86 * 10 ** (0.4 * par["ebv"] / 0.44 * (galaxies.calzetti_k(4862.68) - galaxies.calzetti_k(6564.61)))
+    np.testing.assert_allclose(F[:, ia] / F[:, ib], expect, rtol=1e-10)
+    assert (F[:, ia] / F[:, ib] >= 2.86 - 1e-9).all()
+    i1, i2 = galaxies._EM.index("OIII_5008"), galaxies._EM.index("OIII_4960")
+    np.testing.assert_allclose(F[:, i1] / F[:, i2], 2.98 * 10 ** (0.4 * par["ebv"] / 0.44 * (
+        galaxies.calzetti_k(4960.30) - galaxies.calzetti_k(5008.24))), rtol=1e-10)
+
+
+def test_fibre_aperture_sees_the_bulge_of_nearby_galaxies():
+    par = {"z": np.array([0.01, 0.05, 0.1, 0.3]), "bt": np.full(4, 0.3), "re_kpc": np.full(4, 1.5),
+           "rd_kpc": np.full(4, 3.0)}
+    # 3.3" fibre: 3.0 kpc radius at z = 0.1 (flat ΛCDM, H0 = 70)
+    assert abs(galaxies.fibre_radius_kpc(0.1) - 3.01) < 0.05
+    bf = galaxies.fibre_bulge_share(par)
+    assert (np.diff(bf) < 0).all() and bf[0] > 0.6 and 0.3 < bf[-1] < 0.45   # → B/T at large radius
+    # the same star-forming galaxy nearby: older light and weaker lines in the fibre
+    rng = np.random.default_rng(23)
+    p = galaxies.draw_params(2, rng)
+    p.update(kind=np.array(["starforming"] * 2), sf=np.full(2, 0.6), z=np.array([0.02, 0.2]), ebv=np.zeros(2),
+             bt=np.full(2, 0.3), re_kpc=np.full(2, 1.5), rd_kpc=np.full(2, 3.0))
+    _, meta = galaxies.generate(2, np.random.default_rng(1), np.ones(2), params=p)
+    assert meta[0]["f_old"] > meta[1]["f_old"] and meta[0]["bulge_in_fibre"] > meta[1]["bulge_in_fibre"]
+
+
+def test_galaxy_redshifts_like_a_magnitude_limited_sample(galaxy_sample):
+    par, _, _ = galaxy_sample
+    assert 0.07 < np.median(par["z"]) < 0.12           # SDSS main sample: median z ≈ 0.10
+    assert np.mean(par["z"] > 0.3) < 0.05
+
+
+def test_quasar_host_fraction_follows_shen_2011():
+    from astropy.cosmology import FlatLambdaCDM
+    # eq. 1 of Shen et al. (2011) at x = log L5100 - 44
+    np.testing.assert_allclose(quasars.host_to_agn_ratio([44.0, 44.5, 45.2]),
+                               [0.8052, 0.8052 - 0.7751 + 0.228025 - 0.0197125, 0.0])
+    # luminosity from an i magnitude: 4π D_L² ν f_ν with astropy's distance
+    d = FlatLambdaCDM(H0=70, Om0=0.3).luminosity_distance(0.5).to("cm").value
+    f_nu = 3631e-23 * 10 ** (-0.4 * 18.0) * (5100 * 1.5 / 7480.0) ** 0.5
+    expect = np.log10(4 * np.pi * d ** 2 * 2.99792458e18 / (5100 * 1.5) * f_nu)
+    assert abs(quasars.log_l5100(18.0, 0.5, -0.5) - expect) < 1e-3
+    par = quasars.draw_params(4000, np.random.default_rng(24))
+    lowz = par["z"] < 0.15
+    assert lowz.sum() > 50 and np.median(par["host"][lowz]) > 0.5      # a z ≈ 0.1 quasar is half galaxy
+    assert np.median(par["host"][(par["z"] > 0.3) & (par["z"] < 0.5)]) < 0.4
+    assert (par["host"][par["z"] > 0.8] == 0).all()
+
+
+def test_low_redshift_quasar_is_a_galaxy_plus_broad_balmer_lines():
+    rng = np.random.default_rng(25)
+    par = quasars.draw_params(2, rng)
+    par.update(z=np.full(2, 0.1), host=np.array([0.0, 0.6]), bal=np.zeros(2, bool), lobal=np.zeros(2, bool),
+               ebv=np.zeros(2), fwhm=np.full(2, 4000.0), alpha=np.full(2, -0.5))
+    par["host_mix"][:] = [0.8, 0.15, 0.05]
+    par["ew_scatter"][:] = 0.0
+    par["nl_scatter"][:] = 0.0
+    flux, meta = quasars.generate(2, rng, np.ones(2), params=par)
+    w = LAMOST_WAVE / 1.1
+    fnu = flux * LAMOST_WAVE ** 2
+    d4000 = fnu[:, (w > 4000) & (w < 4100)].mean(1) / fnu[:, (w > 3850) & (w < 3950)].mean(1)
+    assert d4000[1] > d4000[0] + 0.1                                   # the host's 4000 Å break
+    mgb = _depth(w, flux, (5160, 5190), [(5120, 5150), (5220, 5250)])
+    assert mgb[1] < mgb[0] - 0.01                                      # and its Mg b absorption
+    ha = _depth(w, flux, (6540, 6590), [(6300, 6400), (6750, 6850)])
+    assert (ha > 1.5).all()                                            # broad Hα in both
+
+
+def test_quasar_bal_fraction_and_line_widths():
+    par = quasars.draw_params(6000, np.random.default_rng(26))
+    hi = par["z"] > 1.6
+    assert 0.11 < par["bal"][hi & ~par["lobal"]].mean() < 0.16      # Gibson et al. (2009): 13.3 %
+    assert 0.005 < par["lobal"].mean() < 0.025                      # Trump et al. (2006): 1.3 %
+    assert 3600 < np.median(par["fwhm"]) < 4400                     # Shen et al. (2011)
+    assert 0.15 < np.mean(par["z"] < 0.7) < 0.3 and 1.1 < np.median(par["z"]) < 1.7
+
+
+def test_lyman_alpha_forest_mean_transmission():
+    # Faucher-Giguère et al. (2008): τ_eff = 0.0018 (1+z)^3.92; the mean of the drawn forest matches
+    rng = np.random.default_rng(27)
+    n = 300
+    z = np.full(n, 3.2)
+    par = {"lls": np.zeros(n, bool), "dla": np.zeros(n, bool)}
+    lam_rest = LAMOST_WAVE[None, :] / (1 + z[:, None])
+    T = quasars._forest(n, rng, lam_rest, LAMOST_WAVE, z, par, np.ones(n))
+    sel = (lam_rest[0] > 1080) & (lam_rest[0] < 1180)
+    za = LAMOST_WAVE[sel] / 1215.67 - 1
+    expect = np.exp(-0.0018 * (1 + za) ** 3.92).mean()
+    assert abs(T[:, sel].mean() - expect) < 0.03
+    np.testing.assert_allclose(T[:, lam_rest[0] > 1230], 1.0, atol=1e-4)   # no forest redward of Lyα
+
+
+def test_unknowns_are_mostly_faint_ordinary_objects():
+    from spectraforge.mock import unknown
+    rng = np.random.default_rng(28)
+    kinds, src = unknown.draw_kinds(4000, rng)
+    snr = unknown.target_snr(kinds, rng, 1.0)
+    assert np.mean(kinds == "lowsnr") > 0.5 and np.mean(src == "star") > 0.6
+    assert np.mean(snr < 5) > 0.7 and snr[kinds == "lowsnr"].max() <= 5.0

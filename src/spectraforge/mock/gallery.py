@@ -92,43 +92,87 @@ def _pick_real(rows, cls: str, subclasses: Sequence[str] = (), n: int = 3) -> li
     return res[:n]
 
 
-def compare_with_real(real_dir, path, seed: int = 7, zooms=((3850, 4450), (4820, 5350), (6450, 6700))) -> Path:
-    """Gallery of mock spectra (high and low S/N per class) next to real LAMOST/SDSS spectra."""
+def _real_snr(r: dict) -> float:
+    for key in ("snrr", "sn_median_all"):
+        try:
+            v = float(r.get(key) or "nan")
+        except ValueError:
+            continue
+        if np.isfinite(v) and v > 0:
+            return v
+    return float("nan")
+
+
+def _twin(batch, label: str, z: float, snr: float, taken: set) -> int | None:
+    """Index of the mock spectrum of ``label`` nearest to (z, S/N) in log(1+z) and log S/N."""
+    best, best_d = None, np.inf
+    for i, m in enumerate(batch.meta):
+        if m["label"] != label or i in taken:
+            continue
+        mz = m["z"] if m["z"] is not None else 0.0
+        d = 0.0 if not np.isfinite(snr) else (np.log(max(m["snr"], 0.05)) - np.log(snr)) ** 2
+        if np.isfinite(z) and z > -1 and label != "unknown":
+            d += 25.0 * (np.log1p(mz) - np.log1p(z)) ** 2
+        if d < best_d:
+            best, best_d = i, d
+    return best
+
+
+def compare_with_real(real_dir, path, seed: int = 7, zooms=((3850, 4450), (4820, 5350), (6450, 6700)),
+                      pool: int = 400) -> Path:
+    """Gallery of mock spectra next to real LAMOST/SDSS spectra, every class.
+
+    ``path``: stars (the brightest mock stars and low-S/N ones beside real ones, with zooms) and
+    the brightest mock galaxies, quasars and unknowns. Beside it, ``<stem>_twins.png``: each real
+    galaxy, quasar and unknown next to its mock twin, the mock spectrum of the same class nearest
+    in redshift and S/N among ``pool`` simulated.
+    """
     from .simulate import simulate
 
     real_dir = Path(real_dir)
     rows = _real_index(real_dir)
-    labels = ["star"] * 6 + ["galaxy"] * 3 + ["qso"] * 3 + ["unknown"] * 4
+    labels = ["star"] * 6 + ["galaxy"] * pool + ["qso"] * pool + ["unknown"] * pool
     batch = simulate(labels, seed)
     groups: dict[str, list[Item]] = {}
+
+    def mock_item(i, lab):
+        m = batch.meta[i]
+        z = m["z"] if m["z"] is not None else m.get("source_z", 0.0)
+        sub = m["subclass"] if lab != "unknown" else f"{m['subclass']} ({m['source_label']})"
+        return (batch.wave, batch.flux[i], f"MOCK {lab} {sub} z={z:.3f} S/N={m['snr']:.1f}")
 
     def mock_items(lab, k):
         idx = [i for i, m in enumerate(batch.meta) if m["label"] == lab]
         idx = sorted(idx, key=lambda i: -batch.meta[i]["snr"])[:k]
-        out = []
-        for i in idx:
-            m = batch.meta[i]
-            z = m["z"] if m["z"] is not None else m.get("source_z", 0.0)
-            out.append((batch.wave, batch.flux[i], f"MOCK {lab} {m['subclass']} z={z:.3f} S/N={m['snr']:.1f}"))
-        return out
+        return [mock_item(i, lab) for i in idx]
+
+    def real_item(r):
+        w, f, _ = read_real(r["path"])
+        sn = _real_snr(r)
+        return (w, f, f"REAL {r['survey']} {r['class']} {r['subclass'][:10]} z={float(r['z']):.3f} S/N={sn:.1f}")
 
     def real_items(rs):
-        out = []
-        for r in rs:
-            w, f, _ = read_real(r["path"])
-            sn = r.get("snrr") or r.get("sn_median_all") or ""
-            out.append((w, f, f"REAL {r['survey']} {r['class']} {r['subclass'][:10]} z={float(r['z']):.3f} S/N={sn}"))
-        return out
+        return [real_item(r) for r in rs]
+
+    twins: dict[str, list[Item]] = {}
+    for lab in ("galaxy", "qso", "unknown"):
+        taken: set = set()
+        for k, r in enumerate([r for r in rows if r["class"].lower() == lab]):
+            j = _twin(batch, lab, float(r["z"]), _real_snr(r), taken)
+            taken.add(j)
+            twins[f"{lab} {k + 1}"] = [real_item(r), mock_item(j, lab)]
 
     groups["star"] = mock_items("star", 3) + real_items(_pick_real(rows, "star", ("A1", "G2", "K7", "M2"), 3))
     groups["star (low S/N)"] = [it for it in mock_items("star", 6)[3:]] + real_items(
         [r for r in rows if r["class"] == "STAR" and r.get("snrr") and float(r["snrr"]) < 12][:3])
-    groups["galaxy"] = mock_items("galaxy", 3) + real_items(_pick_real(rows, "galaxy", (), 3))
-    groups["qso"] = mock_items("qso", 3) + real_items(_pick_real(rows, "qso", (), 3))
-    groups["unknown"] = mock_items("unknown", 4) + real_items(_pick_real(rows, "unknown", (), 2))
+    for lab in ("galaxy", "qso", "unknown"):
+        groups[lab] = mock_items(lab, 3)
     for lo, hi in zooms:
         items = []
         for it in groups["star"]:
             items.append((it[0], it[1], it[2][:40] + f" [{lo}-{hi}]", (lo, hi)))
         groups[f"star {lo}-{hi}"] = items
+    path = Path(path)
+    if twins:
+        plot_gallery(twins, path.with_name(path.stem + "_twins" + path.suffix), panel_size=(7.5, 2.3))
     return plot_gallery(groups, path)

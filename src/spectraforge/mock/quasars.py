@@ -11,6 +11,28 @@
 - Intergalactic absorption: Lyα forest blueward of Lyα (mean transmission exp(−τ_eff),
   τ_eff = 0.0018 (1+z)^3.92, lognormal fluctuations), Lyβ forest, occasional damped Lyα systems
   and Lyman-limit systems; broad absorption line (BAL) troughs in some quasars.
+
+Populations (the distributions and their sources)
+- Redshift: a spectroscopic survey's shape, the broad peak at z ≈ 1-2 of SDSS DR12Q/DR16Q
+  (Pâris et al. 2017, A&A 597, A79; Lyke et al. 2020, ApJS 250, 8) with the larger share of
+  low-redshift quasars of LAMOST's brighter limit (i ≲ 20; Ai et al. 2016, AJ 151, 24):
+  20 % at z = 0.05-0.7, 66 % log-normal around z = 1.4, 14 % at z = 2.2-4.
+- Brightness: i magnitudes from the steep bright end of the quasar number counts,
+  dN/dm ∝ 10^(0.3 m) on 16.5-19.8 (Richards et al. 2006, AJ 131, 2766); with the redshift
+  this gives L5100 (flat ΛCDM, H0 = 70, Ωm = 0.3), which sets the Baldwin effect and the host.
+- Host galaxy light at 5100 Å rest: L_host/L_AGN = 0.8052 − 1.5502x + 0.9121x² − 0.1577x³,
+  x = log(L5100,total / 10^44 erg/s), for x < 1.053 and none above (Shen et al. 2011,
+  ApJS 194, 45, eq. 1, from the eigenspectrum decompositions of Vanden Berk et al. 2006),
+  with 0.2 dex scatter: a z ≈ 0.1 quasar is about half galaxy (a galaxy spectrum plus broad
+  Hα/Hβ), a z ≈ 0.5 one about a fifth. The host is an old-dominated stellar population with
+  some young light (AGN hosts are massive, with younger stars than passive galaxies:
+  Kauffmann et al. 2003, MNRAS 346, 1055), at σ = 120-260 km/s.
+- Broad-line widths: log-normal FWHM around 4000 km/s with 0.17 dex scatter (the Hβ and
+  Mg II FWHM distributions of Shen et al. 2011), 1000-15000 km/s, so narrow-line Seyfert 1s
+  (FWHM < 2000 km/s) are a few per cent.
+- BAL quasars: C IV troughs in 13 % of quasars at z > 1.6 (Gibson et al. 2009, ApJ 692, 758:
+  13.3 % at 1.7 < z < 4.2), with Si IV, N V and Lyα troughs; low-ionisation BALs (Mg II and
+  Al III troughs as well) in 1.3 % of all quasars at z > 0.35 (Trump et al. 2006, ApJS 165, 1).
 """
 from __future__ import annotations
 
@@ -35,23 +57,71 @@ _FE_UV = np.array(FE2_UV_BUMPS)
 _FE_OPT = np.array(FE2_OPT_BUMPS)
 
 
+# flat ΛCDM, H0 = 70 km/s/Mpc, Ωm = 0.3: luminosity distance (cm) tabulated once
+_Z_TAB = np.linspace(0.0, 5.0, 501)
+_DL_TAB = None
+MPC_CM = 3.0857e24
+
+
+def luminosity_distance_cm(z) -> np.ndarray:
+    global _DL_TAB
+    if _DL_TAB is None:
+        from astropy.cosmology import FlatLambdaCDM
+        _DL_TAB = FlatLambdaCDM(H0=70.0, Om0=0.3).luminosity_distance(_Z_TAB).value * MPC_CM
+    return np.interp(np.asarray(z, float), _Z_TAB, _DL_TAB)
+
+
+def host_to_agn_ratio(log_l5100_total) -> np.ndarray:
+    """L_host / L_AGN at 5100 Å rest against the total log L5100 (erg/s): Shen et al. (2011), eq. 1."""
+    x = np.asarray(log_l5100_total, float) - 44.0
+    r = 0.8052 - 1.5502 * x + 0.9121 * x ** 2 - 0.1577 * x ** 3
+    return np.where(x < 1.053, np.maximum(r, 0.0), 0.0)
+
+
+def log_l5100(imag, z, alpha_nu) -> np.ndarray:
+    """log λL_λ at 5100 Å rest (erg/s) of a source with AB magnitude i (7480 Å) at redshift z,
+    continuum f_ν ∝ ν^α between the two wavelengths."""
+    f_nu = 3631e-23 * 10.0 ** (-0.4 * np.asarray(imag, float))          # erg/s/cm²/Hz at 7480 Å observed
+    lam_obs = 5100.0 * (1.0 + z)
+    f_nu_5100 = f_nu * (lam_obs / 7480.0) ** (-alpha_nu)
+    nu_l_nu = 4.0 * np.pi * luminosity_distance_cm(z) ** 2 * (2.99792458e18 / lam_obs) * f_nu_5100
+    return np.log10(nu_l_nu)
+
+
 def draw_params(n: int, rng: np.random.Generator) -> dict:
     u = rng.random(n)
-    z = np.where(u < 0.15, rng.uniform(0.1, 0.6, n),
-                 np.where(u < 0.9, np.exp(rng.normal(np.log(1.4), 0.35, n)), rng.uniform(2.2, 4.0, n)))
-    z = np.clip(z, 0.1, 4.0)
+    z = np.where(u < 0.20, rng.uniform(0.05, 0.7, n),
+                 np.where(u < 0.86, np.exp(rng.normal(np.log(1.4), 0.35, n)), rng.uniform(2.2, 4.0, n)))
+    z = np.clip(z, 0.05, 4.0)
+    alpha = rng.normal(-0.5, 0.3, n)
+    # i magnitudes: dN/dm ∝ 10^(0.3 m) on [16.5, 19.8], by inverse CDF
+    a, b = 10.0 ** (0.3 * 16.5), 10.0 ** (0.3 * 19.8)
+    imag = np.log10(a + (b - a) * rng.random(n)) / 0.3
+    log_l = log_l5100(imag, z, alpha)
+    ratio = host_to_agn_ratio(log_l) * 10.0 ** rng.normal(0.0, 0.2, n)
+    host = ratio / (1.0 + ratio)                                        # host share of the light at 5100 Å
+    log_l_agn = log_l + np.log10(1.0 - host)
+    bal = (z > 1.6) & (rng.random(n) < 0.133)
+    lobal = (z > 0.35) & (rng.random(n) < 0.013)
     return dict(
         z=z,
-        alpha=rng.normal(-0.5, 0.3, n),
-        lum=rng.normal(0.0, 0.4, n),                      # log L relative to the median (Baldwin effect)
-        fwhm=np.exp(rng.normal(np.log(4000.0), 0.3, n)).clip(2000.0, 8000.0),
+        alpha=alpha,
+        imag=imag,
+        log_l5100=log_l,
+        # Baldwin effect: log L_AGN relative to 10^45.7 erg/s, the median of these quasars at z > 0.8,
+        # so that the median quasar has the composite's equivalent widths (Vanden Berk et al. 2001)
+        lum=np.clip(log_l_agn - 45.7, -2.5, 1.5),
+        fwhm=(10.0 ** rng.normal(np.log10(4000.0), 0.17, n)).clip(1000.0, 15000.0),
         civ_shift=np.abs(rng.normal(0.0, 700.0, n)),      # km/s blueshift of high-ionisation lines
         fe_uv=rng.uniform(0.0, 0.35, n),
         fe_opt=rng.uniform(0.0, 0.25, n),
         balmer_cont=rng.uniform(0.05, 0.3, n),
-        host=np.where(z < 0.8, rng.uniform(0.0, 0.6, n) * np.exp(-z / 0.35), 0.0),
+        host=np.where(z < 0.8, host, 0.0),                 # (the host basis starts at 2000 Å rest)
+        host_mix=np.stack([rng.uniform(0.5, 0.9, n), rng.uniform(0.0, 0.3, n), rng.uniform(0.02, 0.2, n)], axis=1),
+        host_sigma=rng.uniform(120.0, 260.0, n),
         ebv=np.clip(rng.exponential(0.03, n), 0, 0.3),     # SMC-like intrinsic reddening
-        bal=(z > 1.5) & (rng.random(n) < 0.08),
+        bal=bal | lobal,
+        lobal=lobal,
         dla=(z > 2.2) & (rng.random(n) < 0.25),
         lls=(z > 2.8) & (rng.random(n) < 0.4),
         ew_scatter=rng.normal(0.0, 0.2, (n, len(_BL_LAM))),
@@ -174,12 +244,14 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     # intrinsic SMC-like reddening
     flux *= 10.0 ** (-0.4 * par["ebv"][:, None] * _smc_k(lam_rest))
 
-    # BAL troughs on C IV, Si IV, N V (and Lyα)
+    # BAL troughs on C IV, Si IV, N V (and Lyα); low-ionisation BALs on Mg II and Al III too
+    hi_bal = ((1549.06, 1.0), (1399.8, 0.7), (1240.14, 0.8), (1215.67, 0.5))
+    lo_bal = ((2799.49, 0.8), (1857.40, 0.6))
     for r in np.nonzero(par["bal"])[0]:
         vmin = rng.uniform(1000.0, 8000.0)
         vmax = vmin + rng.uniform(2000.0, 15000.0)
         depth = rng.uniform(0.3, 0.95)
-        for lam0, rel in ((1549.06, 1.0), (1399.8, 0.7), (1240.14, 0.8), (1215.67, 0.5)):
+        for lam0, rel in hi_bal + (lo_bal if par.get("lobal", np.zeros(n, bool))[r] else ()):
             v = (lam0 - lam_rest[r]) / lam0 * 3e5
             prof = 0.5 * (np.tanh((v - vmin) / 600.0) - np.tanh((v - vmax) / 600.0))
             flux[r] *= 1.0 - depth * rel * prof
@@ -188,8 +260,9 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     hrows = np.nonzero((par["host"] > 0.02) & (z < 0.8))[0]     # the host basis starts at 2000 Å rest
     if len(hrows):
         B = galaxies.basis()
-        mix = np.stack([np.full(len(hrows), 0.8), np.full(len(hrows), 0.1), np.full(len(hrows), 0.1)], axis=1).astype(np.float32)
-        host = shift_convolve(mix @ B, z[hrows], lsf_scale[hrows], 150.0 / PIX_KMS).astype(np.float64)
+        mix = par["host_mix"][hrows]
+        mix = (mix / mix.sum(axis=1, keepdims=True)).astype(np.float32)
+        host = shift_convolve(mix @ B, z[hrows], lsf_scale[hrows], par["host_sigma"][hrows] / PIX_KMS).astype(np.float64)
         # host flux fraction at 5100 Å rest
         i51 = np.clip(np.round(wave_to_pix(5100.0 * (1 + z[hrows]))).astype(int), 0, NPIX - 1)
         ratio = par["host"][hrows] / (1 - par["host"][hrows])
@@ -202,8 +275,9 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     flux /= np.maximum(med, 1e-30)[:, None]
     meta = []
     for i in range(n):
-        sub = "qso_bal" if par["bal"][i] else "qso"
+        sub = "qso_lobal" if par["lobal"][i] else "qso_bal" if par["bal"][i] else "qso"
         meta.append({"label": "qso", "subclass": sub, "z": float(z[i]), "alpha_nu": float(par["alpha"][i]),
+                     "imag": float(par["imag"][i]), "log_l5100": float(par["log_l5100"][i]),
                      "fwhm_kms": float(par["fwhm"][i]), "host_frac": float(par["host"][i]),
                      "ebv": float(par["ebv"][i]), "ew_civ": float(ew[i, _BL_NAMES.index("CIV_1549")]),
                      "ew_mgii": float(ew[i, _BL_NAMES.index("MgII_2799")]), "dla": bool(par["dla"][i])})

@@ -2,7 +2,10 @@
 
 A mixture, as in LAMOST (where 'Unknown' is mostly low-S/N data and instrumental failures):
 
-lowsnr     a star, galaxy or quasar observed at S/N ≈ 0.3-2.5 (the largest part)
+lowsnr     a star, galaxy or quasar observed at S/N ≈ 0.3-5 (the largest part): below S/N ≈ 5
+           the survey's class and 'Unknown' overlap, as in LAMOST, whose 'Unknown' spectra are
+           mostly ordinary objects too faint for the pipeline's template fit (Luo et al. 2015,
+           RAA 15, 1095)
 badfibre   (almost) no source light: sky residuals, scattered light and noise
 deadarm    one spectrograph arm dead (flux ≈ 0, sometimes flagged), the other normal
 partial    large masked chunks (partial coverage)
@@ -47,7 +50,7 @@ def target_snr(kinds: np.ndarray, rng: np.random.Generator, snr_lo: float = 1.0)
     snr = np.select(
         [kinds == "lowsnr", kinds == "badfibre", kinds == "deadarm", kinds == "partial", kinds == "skyresid",
          kinds == "cosmic", kinds == "calfail", kinds == "flatneg"],
-        [logu(0.3 * lo, 3.5 * lo), logu(0.05, 0.6), logu(2.0, 20.0), logu(2.0, 20.0), logu(1.5 * lo, 8.0),
+        [logu(0.3 * lo, 5.0 * lo), logu(0.05, 0.6), logu(2.0, 20.0), logu(2.0, 20.0), logu(1.5 * lo, 8.0),
          logu(2.0, 15.0), logu(1.5, 15.0), logu(0.8 * lo, 5.0)], 1.0)
     return snr
 
