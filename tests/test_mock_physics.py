@@ -462,3 +462,19 @@ def test_unknowns_are_mostly_faint_ordinary_objects():
     snr = unknown.target_snr(kinds, rng, 1.0)
     assert np.mean(kinds == "lowsnr") > 0.5 and np.mean(src == "star") > 0.6
     assert np.mean(snr < 5) > 0.7 and snr[kinds == "lowsnr"].max() <= 5.0
+
+
+def test_sun_has_the_solar_colours():
+    # solar spectral irradiance (ASTM E-490), 10 nm means: about 2.02, 1.94 and 1.70 W m^-2 nm^-1
+    # at 450, 500 and 620 nm; the mock's G2V star at the Sun's parameters within 5 %
+    T = np.array([5772.0])
+    p = dict(kind=np.array(["G"]), teff=T, logg=np.array([4.44]), feh=np.zeros(1), h_scale=np.ones(1),
+             mol_scale=np.ones(1))
+    f = stars.rest_spectra(T, stars.coefficients(p))[0]
+    w = instrument.REST_WAVE
+
+    def mean(a, b):
+        return f[(w > a) & (w < b)].mean()
+
+    assert abs(mean(4450, 4550) / mean(6150, 6250) / (2.02 / 1.70) - 1) < 0.05
+    assert abs(mean(4950, 5050) / mean(6150, 6250) / (1.94 / 1.70) - 1) < 0.05

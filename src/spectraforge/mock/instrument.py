@@ -317,7 +317,9 @@ def draw_plan(rng: np.random.Generator, snr: np.ndarray) -> ObsPlan:
     big = rng.random(n) < np.where(faint, 0.18, 0.05)
     arm_ratio = np.exp(rng.normal(0.0, 0.03, n) + big * rng.normal(0.0, np.where(faint, 0.45, 0.15), n))
     join = rng.uniform(5780.0, 5920.0, n)
-    red_droop = np.where(rng.random(n) < 0.15, rng.uniform(0.05, 0.8, n), 0.0)
+    # the red end above ~8700 Å falls in most real LAMOST files (median of the 55 real stars: −15 %
+    # at 9080 Å against the mock's continuum), by a few to tens of per cent
+    red_droop = np.where(rng.random(n) < 0.6, rng.uniform(0.05, 0.5, n), 0.0)
     airmass = 1.0 + rng.gamma(2.0, 0.12, n)
     pwv = np.exp(rng.normal(0.0, 0.5, n))
     # telluric correction: a few per cent of the optical depth left (or over-corrected), worse in

@@ -178,9 +178,12 @@ def _add_band(tau, head, depth, length, direction=+1, texture=None):
 def _forest():
     """Two fixed τ patterns (neutral, ionised) of weak metal lines: solar strength (Teff 5800)."""
     rs = np.random.default_rng(20180131)
-    # blocking fraction of the Sun: ≈ 0.3 (4000/λ)^4.5 for λ > 3500 Å, flatter in the UV
+    # blocking of the weak-line forest in the Sun: 0.1 (4000/λ)^4.5 for λ > 3500 Å, flatter in the
+    # UV; with the strong lines and the blue blanketing on top, the mock Sun's blue-to-red flux
+    # ratios match the solar spectral irradiance (f_λ(4500)/f_λ(6200) ≈ 1.19, f_λ(5000)/f_λ(6200)
+    # ≈ 1.14; tests/test_mock_physics.py). At 0.3 the mock's G stars were 9 % too red at 4500 Å.
     lam = np.geomspace(2000.0, 9260.0, 20000)
-    block = np.where(lam > 3500, 0.30 * (4000.0 / lam) ** 4.5, 0.30 * (4000.0 / 3500.0) ** 4.5 * (3500.0 / lam) ** 2)
+    block = np.where(lam > 3500, 0.10 * (4000.0 / lam) ** 4.5, 0.10 * (4000.0 / 3500.0) ** 4.5 * (3500.0 / lam) ** 2)
     ew_lo, ew_hi = 0.004, 0.15
     mean_ew = (ew_hi - ew_lo) / np.log(ew_hi / ew_lo)
     dens = block / mean_ew                              # lines per Å
@@ -242,7 +245,7 @@ def _build_library():
         # hydrogen
         ewb = _knots(T, EW_HBETA)
         gam = _knots(T, GAMMA_BALMER)
-        for variant, gfac, efac, dmax in (("h_dwarf", 1.0, 1.0, 0.72), ("h_giant", 0.45, 0.72 if T > 6000 else 0.9, 0.8)):
+        for variant, gfac, efac, dmax in (("h_dwarf", 1.0, 1.0, 0.55), ("h_giant", 0.45, 0.72 if T > 6000 else 0.9, 0.65)):
             row = comps[k, CI[variant]]
             for lam0, r in zip(lam_bal, r_bal):
                 g = gfac * gam * lam0 / 4862.0
