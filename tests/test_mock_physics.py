@@ -478,3 +478,18 @@ def test_sun_has_the_solar_colours():
 
     assert abs(mean(4450, 4550) / mean(6150, 6250) / (2.02 / 1.70) - 1) < 0.05
     assert abs(mean(4950, 5050) / mean(6150, 6250) / (1.94 / 1.70) - 1) < 0.05
+
+
+def test_galaxy_and_quasar_snr_have_the_counts_power_law_tail():
+    # sky-limited faint sources from dN/dm ∝ 10^(0.6 m): P(S/N > x) ∝ x^-1.5 above the limit, so
+    # bright galaxies are rare but not absent (a log-normal of 0.28 dex had 2 % above S/N 15)
+    b = simulate(["galaxy"] * 1500 + ["qso"] * 600, 4)
+    g = np.array([m["snr_target"] for m in b.meta if m["label"] == "galaxy"])
+    q = np.array([m["snr_target"] for m in b.meta if m["label"] == "qso"])
+    assert 4.5 < np.median(g) < 7 and 0.06 < np.mean(g > 15) < 0.2
+    ratio = np.mean(g > 20) / np.mean(g > 10)
+    assert 0.25 < ratio < 0.5                                  # 2^-1.5 = 0.35, blurred by the scatter
+    assert 4 < np.median(q) < 8 and (g >= 1).all() and (g <= 80).all()
+    # a quasar's S/N follows its magnitude
+    imag = np.array([m["imag"] for m in b.meta if m["label"] == "qso"])
+    assert np.corrcoef(imag, np.log(q))[0, 1] < -0.8

@@ -21,8 +21,16 @@ from .instrument import LAMOST_WAVE, NPIX, draw_plan, observe
 
 LABELS = ("star", "galaxy", "qso", "unknown")
 
-# log-normal target S/N per class: (median, sigma in dex); truncated to snr_range
-SNR_DIST = {"star": (16.0, 0.45), "galaxy": (5.5, 0.28), "qso": (6.0, 0.30)}
+# target S/N per class, truncated to snr_range. Stars: log-normal (median, sigma in dex).
+# Galaxies and quasars, faint and sky-limited (S/N ∝ flux): S/N = s_lim 10^(0.4 (m_lim − m)) with
+# m from the number counts of a magnitude-limited sample, dN/dm ∝ 10^(slope m), so the bright
+# ones form a power-law tail (P(S/N > x) ∝ x^(−slope/0.4)), not a log-normal's thin one:
+# galaxies slope 0.6 (Euclidean counts of nearby galaxies, as in the SDSS main sample: Yasuda et
+# al. 2001, AJ 122, 1104), quasars their i magnitudes (quasars.py, slope 0.3). s_lim puts the
+# median near 5.5 (galaxies) and 6 (quasars) as before; 0.2 dex scatter for observing conditions.
+SNR_DIST = {"star": (16.0, 0.45)}
+SNR_COUNTS = {"galaxy": dict(s_lim=3.5, slope=0.6, range_mag=5.0), "qso": dict(s_lim=2.6, m_lim=19.8)}
+SNR_SCATTER_DEX = 0.2
 CHUNK = 512
 
 
@@ -54,6 +62,27 @@ def _truncated_lognormal(rng, n, median, sigma_dex, lo, hi):
     return 10.0 ** (mu + sigma_dex * ndtri(u))
 
 
+def _target_snr(label: str, metas: list[dict], rng, lo: float, hi: float) -> np.ndarray:
+    """Target r-band S/N of classified spectra of one class (see SNR_DIST / SNR_COUNTS)."""
+    n = len(metas)
+    if label in SNR_DIST:
+        med, sd = SNR_DIST[label]
+        return _truncated_lognormal(rng, n, med, sd, lo, hi)
+    c = SNR_COUNTS[label]
+    if label == "qso":
+        dm = c["m_lim"] - np.array([m["imag"] for m in metas])
+    else:   # magnitudes below the limit from dN/dm ∝ 10^(slope m) over range_mag, by inverse CDF
+        a = 10.0 ** (-c["slope"] * c["range_mag"])
+        dm = -np.log10(a + (1.0 - a) * rng.random(n)) / c["slope"]
+    snr = c["s_lim"] * 10.0 ** (0.4 * dm + rng.normal(0.0, SNR_SCATTER_DEX, n))
+    # inside snr_range: out-of-range draws are redrawn from the in-range ones (no pile-up at the edges)
+    bad = (snr < lo) | (snr > hi)
+    good = np.nonzero(~bad)[0]
+    if bad.any():
+        snr[bad] = snr[rng.choice(good, bad.sum())] if len(good) else np.clip(snr[bad], lo, hi)
+    return snr
+
+
 def _simulate_chunk(labels: np.ndarray, rng: np.random.Generator, snr_range, out):
     n = len(labels)
     lo, hi = float(snr_range[0]), float(snr_range[1])
@@ -72,8 +101,7 @@ def _simulate_chunk(labels: np.ndarray, rng: np.random.Generator, snr_range, out
         if len(rows):
             f, m = gen(len(rows), rng, lsf_scale[rows])
             put(rows, f, m)
-            med, sd = SNR_DIST[lab]
-            snr[rows] = _truncated_lognormal(rng, len(rows), med, sd, lo, hi)
+            snr[rows] = _target_snr(lab, m, rng, lo, hi)
 
     urows = np.nonzero(labels == "unknown")[0]
     ukinds = None
