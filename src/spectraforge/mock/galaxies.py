@@ -132,8 +132,10 @@ def fibre_radius_kpc(z) -> np.ndarray:
 
 
 def fibre_bulge_share(par) -> np.ndarray:
-    """Bulge share of the light inside the fibre, from the galaxy's B/T and sizes."""
+    """Bulge share of the light inside the fibre, from the galaxy's B/T and sizes (0 without them)."""
     from scipy.special import gammainc
+    if "bt" not in par:
+        return np.zeros(len(par["z"]))
     r = fibre_radius_kpc(par["z"])
     f_bulge = gammainc(8.0, _B4 * (r / par["re_kpc"]) ** 0.25)
     x = r / par["rd_kpc"]
@@ -143,7 +145,7 @@ def fibre_bulge_share(par) -> np.ndarray:
     return b / np.maximum(b + d, 1e-12)
 
 
-def _light_fractions(par, rng):
+def _light_fractions(par, rng, bf):
     n = len(par["sf"])
     sf = par["sf"]
     cy = 0.65 * sf ** 1.5 * rng.uniform(0.6, 1.0, n)
@@ -154,15 +156,13 @@ def _light_fractions(par, rng):
     co = np.clip(1.0 - cy - ci, 0.05, None)
     c = np.stack([co, ci, cy], axis=1)
     c /= c.sum(axis=1, keepdims=True)
-    # the disk's populations, diluted by the (old) bulge light inside the fibre
-    if "bt" in par:
-        bf = fibre_bulge_share(par)
-        c = (1.0 - bf)[:, None] * c
-        c[:, 0] += bf
+    # the disk's populations, diluted by the (old) bulge light inside the fibre (share bf)
+    c = (1.0 - bf)[:, None] * c
+    c[:, 0] += bf
     return c
 
 
-def _line_fluxes(par, cont_ha, rng):
+def _line_fluxes(par, cont_ha, rng, bf=None):
     """Emission-line fluxes (n, len(_EM)) in continuum·Å units and gas σ (km/s)."""
     n = len(par["sf"])
     sf, kind = par["sf"], par["kind"]
@@ -173,9 +173,9 @@ def _line_fluxes(par, cont_ha, rng):
     log_ew = np.where(agn, rng.uniform(0.6, 1.8, n), log_ew)
     log_ew = np.where(kind == "poststarburst", -np.inf, log_ew)
     ew_ha = np.where(np.isfinite(log_ew), 10.0 ** log_ew, 0.0)
-    if "bt" in par:          # star formation lives in the disk: dilute by the bulge light in the fibre
-        disk = ~(agn | liner)
-        ew_ha = np.where(disk, ew_ha * (1.0 - fibre_bulge_share(par)), ew_ha)
+    # star formation lives in the disk: dilute by the bulge light in the fibre
+    bf = fibre_bulge_share(par) if bf is None else bf
+    ew_ha = np.where(agn | liner, ew_ha, ew_ha * (1.0 - bf))
     x = np.clip(-0.4 - 0.7 * sf + rng.normal(0, 0.12, n), -1.4, -0.25)          # log [N II]/Hα
     # log [O III]/Hβ: the star-forming sequence 0.2 dex below the Kauffmann et al. (2003) line,
     # 0.1 dex scatter, kept below that line (which defines star-forming galaxies)
@@ -226,15 +226,15 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     par = params if params is not None else draw_params(n, rng)
     lsf_scale = np.broadcast_to(np.asarray(lsf_scale, float), (n,))
     B = basis()
-    c = _light_fractions(par, rng)
-    bf = fibre_bulge_share(par) if "bt" in par else np.zeros(n)
+    bf = fibre_bulge_share(par)
+    c = _light_fractions(par, rng, bf)
     rest = (c.astype(np.float32) @ B)
     rest *= np.exp(np.float32(-0.4 * LN10) * par["ebv"][:, None].astype(np.float32) * _K_REST[None, :])
     # continuum level under Hα (median of a window clear of the line)
     win = (REST_WAVE > 6480) & (REST_WAVE < 6640) & (np.abs(REST_WAVE - 6564.6) > 25)
     cont_ha = np.median(rest[:, win], axis=1).astype(np.float64)
     flux = shift_convolve(rest, par["z"], lsf_scale, par["vdisp"] / PIX_KMS).astype(np.float64)
-    F, sig_gas, ew_ha, x, y = _line_fluxes(par, cont_ha, rng)
+    F, sig_gas, ew_ha, x, y = _line_fluxes(par, cont_ha, rng, bf)
     lobs = _EM_LAM[None, :] * (1.0 + par["z"][:, None])
     sig = np.sqrt(lsf_sigma_pix(lobs, lsf_scale[:, None]) ** 2 + (sig_gas[:, None] / PIX_KMS) ** 2)
     add_gaussians(flux, wave_to_pix(lobs), sig, F / (_EM_LAM[None, :] * LN10 * DLOG))

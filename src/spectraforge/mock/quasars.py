@@ -247,11 +247,12 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     # BAL troughs on C IV, Si IV, N V (and Lyα); low-ionisation BALs on Mg II and Al III too
     hi_bal = ((1549.06, 1.0), (1399.8, 0.7), (1240.14, 0.8), (1215.67, 0.5))
     lo_bal = ((2799.49, 0.8), (1857.40, 0.6))
+    lobal = par.get("lobal", np.zeros(n, bool))
     for r in np.nonzero(par["bal"])[0]:
         vmin = rng.uniform(1000.0, 8000.0)
         vmax = vmin + rng.uniform(2000.0, 15000.0)
         depth = rng.uniform(0.3, 0.95)
-        for lam0, rel in hi_bal + (lo_bal if par.get("lobal", np.zeros(n, bool))[r] else ()):
+        for lam0, rel in hi_bal + (lo_bal if lobal[r] else ()):
             v = (lam0 - lam_rest[r]) / lam0 * 3e5
             prof = 0.5 * (np.tanh((v - vmin) / 600.0) - np.tanh((v - vmax) / 600.0))
             flux[r] *= 1.0 - depth * rel * prof
@@ -275,7 +276,7 @@ def generate(n: int, rng: np.random.Generator, lsf_scale, params: dict | None = 
     flux /= np.maximum(med, 1e-30)[:, None]
     meta = []
     for i in range(n):
-        sub = "qso_lobal" if par["lobal"][i] else "qso_bal" if par["bal"][i] else "qso"
+        sub = "qso_lobal" if lobal[i] else "qso_bal" if par["bal"][i] else "qso"
         meta.append({"label": "qso", "subclass": sub, "z": float(z[i]), "alpha_nu": float(par["alpha"][i]),
                      "imag": float(par["imag"][i]), "log_l5100": float(par["log_l5100"][i]),
                      "fwhm_kms": float(par["fwhm"][i]), "host_frac": float(par["host"][i]),
